@@ -1,0 +1,121 @@
+"""`gtalign` command line. Sub-commands import their heavy dependencies lazily so that each starts fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="GTAlign: game-theoretic alignment of LLM assistants for social welfare.", no_args_is_help=True)
+reward_app = typer.Typer(help="The welfare reward.", no_args_is_help=True)
+app.add_typer(reward_app, name="reward")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@reward_app.command("score")
+def reward_score(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN.jsonl",
+            help="rows: completion, data_source, ground_truth, optional judge_score and extra_info ('-' = stdin)",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="one JSON line per input line ('-' = stdout)")],
+    judge: Annotated[str, typer.Option(help="column | rule | openai")] = "column",
+    aggregation: Annotated[
+        str | None,
+        typer.Option(help="cobb_douglas | linear | user | llm | ces (default: params.yaml, else cobb_douglas)"),
+    ] = None,
+    params: Annotated[
+        Path | None,
+        typer.Option(
+            help="params.yaml whose `reward:` section configures the reward (default: ./params.yaml when present)"
+        ),
+    ] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="openai judge: base URL of the endpoint")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="openai judge: model name")] = None,
+    max_judge_failure_rate: Annotated[float, typer.Option(help="exit 3 when judge failures exceed this share")] = 0.05,
+    chunk_size: Annotated[int, typer.Option(min=1, help="rows per judge batch")] = 1024,
+) -> None:
+    """Score completions with the welfare reward; a summary goes to stderr."""
+    from gtalign.config import ParamsError, load_params, reward_config, section
+    from gtalign.reward.judges import JUDGES, make_judge
+
+    if judge not in JUDGES:
+        raise _fail(f"--judge must be one of {', '.join(JUDGES)}, got {judge!r}")
+    try:
+        params_path = params or (Path("params.yaml") if Path("params.yaml").exists() else None)
+        p = load_params(params_path) if params_path else {}
+        cfg = reward_config(p, aggregation=aggregation)
+        judge_opts = dict(section(section(p, "reward"), "judge").get(judge) or {})
+    except (ParamsError, ValueError) as e:
+        raise _fail(str(e)) from None
+    if judge == "openai":
+        judge_opts.update({k: v for k, v in {"base_url": judge_base_url, "model": judge_model}.items() if v})
+    try:
+        the_judge = make_judge(judge, **judge_opts)
+    except (TypeError, ValueError) as e:
+        raise _fail(f"cannot build the {judge} judge: {e}") from None
+
+    if str(input_path) != "-" and not input_path.is_file():
+        raise _fail(f"{input_path}: no such input file")
+    src = sys.stdin if str(input_path) == "-" else input_path.open(encoding="utf-8", errors="replace")
+    dst = sys.stdout if str(output) == "-" else output.open("w", encoding="utf-8")
+    total = None if src is sys.stdin else sum(1 for _ in input_path.open("rb"))
+    try:
+        summary = _run_with_progress(src, dst, the_judge, cfg, chunk_size, total)
+    finally:
+        if src is not sys.stdin:
+            src.close()
+        if dst is not sys.stdout:
+            dst.close()
+    _print_summary(summary, judge, cfg.aggregation, getattr(the_judge, "stats", None))
+    if summary.rows and summary.judge_failures / summary.rows > max_judge_failure_rate:
+        raise _fail(
+            f"judge failures {summary.judge_failures}/{summary.rows} exceed --max-judge-failure-rate "
+            f"{max_judge_failure_rate}",
+            code=3,
+        )
+
+
+def _run_with_progress(src, dst, judge, cfg, chunk_size: int, total: int | None):
+    from gtalign.reward.io import score_jsonl
+
+    if total is None or total < 5000:
+        return score_jsonl(src, dst, judge, cfg, chunk_size=chunk_size)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("scoring", total=total)
+        return score_jsonl(
+            src, dst, judge, cfg, chunk_size=chunk_size, on_progress=lambda n: progress.advance(task, n)
+        )
+
+
+def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    table = Table(title=f"reward ({aggregation}, judge={judge})", show_header=False)
+    table.add_row("rows", str(summary.rows))
+    table.add_row("scored", str(summary.scored))
+    table.add_row("mean score", f"{summary.mean_score:.4f}")
+    for source, n in sorted(summary.by_source.items()):
+        table.add_row(f"rows[{source}]", str(n))
+    for reason, n in summary.errors.most_common():
+        table.add_row(f"error: {reason}", str(n))
+    if judge_stats:
+        table.add_row("judge stats", str(judge_stats))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

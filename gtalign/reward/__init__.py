@@ -1,0 +1,21 @@
+"""The GTAlign welfare reward (see `gtalign.reward.score` for the formula)."""
+
+from gtalign.reward.config import AGGREGATIONS, RewardConfig
+from gtalign.reward.score import RewardInput, RewardResult, score_batch, score_completion, score_reading
+from gtalign.reward.tasks import SOURCES, TASKS, TRAIN_SOURCES, get_task
+from gtalign.reward.welfare import aggregate
+
+__all__ = [
+    "AGGREGATIONS",
+    "SOURCES",
+    "TASKS",
+    "TRAIN_SOURCES",
+    "RewardConfig",
+    "RewardInput",
+    "RewardResult",
+    "aggregate",
+    "get_task",
+    "score_batch",
+    "score_completion",
+    "score_reading",
+]
