@@ -101,6 +101,7 @@ def _run_with_progress(src, dst, judge, cfg, chunk_size: int, total: int | None)
 
 def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(stderr=True)
@@ -109,11 +110,11 @@ def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
     table.add_row("scored", str(summary.scored))
     table.add_row("mean score", f"{summary.mean_score:.4f}")
     for source, n in sorted(summary.by_source.items()):
-        table.add_row(f"rows[{source}]", str(n))
+        table.add_row(f"rows · {source}", str(n))
     for reason, n in summary.errors.most_common():
-        table.add_row(f"error: {reason}", str(n))
+        table.add_row(escape(f"error: {reason}"), str(n))
     if judge_stats:
-        table.add_row("judge stats", str(judge_stats))
+        table.add_row("judge stats", escape(str(judge_stats)))
     console.print(table)
 
 

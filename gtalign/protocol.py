@@ -111,11 +111,12 @@ def parse_payoff_tolerant(block: str) -> dict[str, dict[str, Any]]:
     s = block.strip()
     try:
         data = json.loads(s)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError) as json_error:
         try:
             data = ast.literal_eval(s.translate(_CURLY))
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
-            raise PayoffParseError(f"payoff is neither JSON nor a Python literal ({type(e).__name__}: {e})") from None
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            detail = "nests too deeply" if isinstance(json_error, RecursionError) else str(json_error)
+            raise PayoffParseError(f"payoff is neither JSON nor a Python literal (JSON: {detail})") from None
         try:
             data = json.loads(json.dumps(data, ensure_ascii=False))
         except (TypeError, ValueError, RecursionError) as e:
