@@ -176,3 +176,17 @@ def test_char_bleu_equals_nltk_on_strings(reference, hypothesis):
         warnings.simplefilter("ignore")
         expected = sentence_bleu([reference], hypothesis)
     assert char_bleu(reference, hypothesis) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("alphabet_size", [5, 300, 1500])  # 8-bit, 10-bit packing, and the Counter fallback
+def test_char_bleu_equals_nltk_for_every_packing(alphabet_size):
+    import random
+
+    from nltk.translate.bleu_score import sentence_bleu
+
+    rng = random.Random(alphabet_size)
+    chars = [chr(0x4E00 + i) for i in range(alphabet_size)]
+    reference = "".join(rng.choice(chars) for _ in range(3000))
+    for _ in range(5):
+        hypothesis = reference[rng.randrange(100) : rng.randrange(1000, 3000)] + "".join(rng.sample(chars, 4)) + "😀"
+        assert char_bleu(reference, hypothesis) == pytest.approx(sentence_bleu([reference], hypothesis), abs=1e-12)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
+
 from gtalign.reward.config import RewardConfig
 from gtalign.reward.judges.base import Judge
 from gtalign.reward.score import COMPONENTS, RewardInput, RewardResult, score_batch
@@ -32,9 +34,12 @@ _EMPTY_OUTPUT = {
 def parse_line(line: str, lineno: int) -> RewardInput | str:
     """A RewardInput, or the reason the line cannot be one (naming the line and the field)."""
     try:
-        obj = json.loads(line)
-    except ValueError as e:
-        return f"input: line {lineno}: bad JSON line ({e})"
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:  # orjson is strict about NaN and huge integers; accept whatever Python's json accepts
+            obj = json.loads(line)
+        except ValueError as e:
+            return f"input: line {lineno}: bad JSON line ({e})"
     if not isinstance(obj, dict):
         return f"input: line {lineno}: expected a JSON object, got {type(obj).__name__}"
     for name in REQUIRED_FIELDS:
@@ -125,8 +130,8 @@ def score_jsonl(
                 r = next(results)
                 record = r.to_dict()
                 summary.add(p.data_source, r, r.error)
-            buf.append(json.dumps(record))
-        out.write("\n".join(buf) + "\n")
+            buf.append(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
+        out.write(b"\n".join(buf).decode() + "\n")
         if on_progress:
             on_progress(len(chunk))
     return summary
