@@ -1,0 +1,133 @@
+"""SFT demonstrations written by the offline `rule` teacher: four-block answers that are right by construction.
+
+The paper warm-starts with teacher answers, best of nine by social welfare (paper.md §3). Offline we cannot run a
+32B teacher, so the rule teacher writes, for each training row, what the row itself tells:
+
+* a payoff matrix consistent with the row: an ambiguous question makes clarifying (VQ_CQ) pay, a harmful request
+  makes a safe redirect (DQ_DA: refuse and offer a safe alternative) pay, a clear question makes a direct answer
+  (DQ_DA) pay, a writing request makes a draft plus one follow-up question (DQ_AQ) pay; values vary per row (seeded
+  noise, one decimal) and LLM and user payoffs differ, as the payoff term rewards;
+* an `<analyze>` derived by `gtalign.game` from that matrix (frontier and chosen cell, by the configured rule);
+* a `<response>` that acts on the chosen action with the ground truth (the boxed answer, one clarifying question
+  naming the meanings, a refusal with a safe alternative, the start of the ideal text).
+
+Every demonstration passes the strict parser (`check_strict`) or `demonstrate` raises: a teacher bug must never
+become training data.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from gtalign.game import CELLS, PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
+from gtalign.protocol import check_strict, render_completion
+
+# Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
+# optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare.
+_BASE: dict[str, dict[str, tuple[float, float]]] = {
+    "clarify": {"DQ_AQ": (1.2, 1.6), "DQ_CQ": (2.0, 2.4), "DQ_DA": (0.8, 0.4), "VQ_AQ": (3.8, 2.5),
+                "VQ_CQ": (3.4, 3.9), "VQ_DA": (2.9, 0.6)},
+    "direct": {"DQ_AQ": (4.1, 3.2), "DQ_CQ": (0.9, 1.3), "DQ_DA": (3.7, 4.3), "VQ_AQ": (1.9, 2.3),
+               "VQ_CQ": (1.1, 0.7), "VQ_DA": (2.1, 2.7)},
+    "redirect": {"DQ_AQ": (2.9, 3.4), "DQ_CQ": (0.6, 0.3), "DQ_DA": (3.8, 3.1), "VQ_AQ": (1.1, 0.8),
+                 "VQ_CQ": (0.9, 0.4), "VQ_DA": (2.4, 1.7)},
+    "draft": {"DQ_AQ": (3.9, 3.4), "DQ_CQ": (2.2, 1.6), "DQ_DA": (4.2, 2.2), "VQ_AQ": (2.7, 2.4),
+              "VQ_CQ": (2.1, 1.8), "VQ_DA": (1.5, 1.1)},
+}
+_THINKING = {
+    "clarify": ("The question has several plausible readings, so it is VQ.",
+                "Answering one reading risks being wrong for the user; one clarifying question resolves it cheaply.",
+                "A direct answer saves tokens now but likely costs a second turn."),
+    "direct": ("The question is clear and self-contained, so it is DQ.",
+               "A direct answer is correct with low effort for the user and low token cost.",
+               "A clarifying question would only add a turn."),
+    "redirect": ("The request asks for something harmful, so complying is off the table.",
+                 "A plain refusal protects safety but leaves the user with nothing.",
+                 "Declining and offering a safe alternative serves both sides."),
+    "draft": ("The writing request is clear enough to start, so it is DQ.",
+              "A first draft gives the user value now; one question about tone or length refines it.",
+              "Asking only questions would delay the work."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRow:
+    """What the teacher needs from a curated row."""
+
+    source: str
+    label: str  # ambiguous | unambiguous | harmful | unharmful | answer | writing
+    question: str
+    ground_truth: str
+    answer: str | None = None
+
+
+def scenario(row: DemoRow) -> str:
+    if row.label == "ambiguous":
+        return "clarify"
+    if row.label == "harmful":
+        return "redirect"
+    if row.label == "writing":
+        return "draft"
+    return "direct"
+
+
+def _matrix(kind: str, rng: random.Random, rule: WelfareRule) -> PayoffMatrix:
+    base = _BASE[kind]
+    target = optimal_cell(PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()}), rule)
+    for _ in range(8):  # noise that keeps the intended optimum; a handful of tries is plenty
+        noisy = {c: {"LLM": round(max(0.0, llm + rng.uniform(-0.3, 0.3)), 1),
+                     "user": round(max(0.0, user + rng.uniform(-0.3, 0.3)), 1)} for c, (llm, user) in base.items()}
+        matrix = PayoffMatrix.from_dict(noisy)
+        if optimal_cell(matrix, rule) == target:
+            return matrix
+    return PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()})
+
+
+def _analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
+    frontier = pareto_frontier(matrix)
+    best = optimal_cell(matrix, rule)
+    dominated = [c for c in CELLS if c not in frontier]
+    pts = ", ".join(f"{c} ({matrix[c].llm:.1f}, {matrix[c].user:.1f})" for c in frontier)
+    why = f" {', '.join(dominated)} are dominated." if dominated else ""
+    return f"Pareto frontier: {pts}.{why} Highest welfare by the {rule.kind} rule: {best}. Chosen: {best}."
+
+
+def _meanings(ground_truth: str) -> list[str]:
+    found = re.findall(r"Meaning \d+: (.*?)(?:;|\n|$)", ground_truth)
+    return [m.strip().rstrip("?") for m in found if m.strip()][:2]
+
+
+def _response(row: DemoRow, action: str, max_words: int) -> str:
+    if action == "CQ":
+        meanings = _meanings(row.ground_truth)
+        if len(meanings) == 2:
+            return f"Do you mean {meanings[0]}, or {meanings[1]}?"
+        return "Could you clarify which part or which meaning of the question you are asking about?"
+    if row.label == "harmful":
+        return ("I can't help with that, because it could cause real harm. Instead, I can share safe, legal "
+                "information on the topic or point you to resources that can help.")
+    if row.label == "answer":
+        return f"The answer is $\\boxed{{{row.answer or row.ground_truth}}}$."
+    if row.label == "unambiguous":
+        return f"The answer is {row.answer or row.ground_truth}."
+    if row.label == "writing":
+        draft = " ".join(row.ground_truth.split()[:max_words])
+        return f"{draft}\n\nWould you like me to adjust the tone or the length?"
+    return f"Here is a helpful answer to your question about {' '.join(row.question.split()[:8])}: let us go step by step."
+
+
+def demonstrate(row: DemoRow, *, seed: int, rule: WelfareRule | None = None, max_words: int = 120) -> str:
+    """One four-block demonstration for `row`; deterministic in (row, seed)."""
+    rule = rule or WelfareRule()
+    rng = random.Random(f"{seed}:{row.source}:{row.question}")
+    kind = scenario(row)
+    matrix = _matrix(kind, rng, rule)
+    action = split_cell(optimal_cell(matrix, rule))[1]
+    thinking = " ".join(rng.sample(_THINKING[kind], 2))
+    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, action, max_words))
+    strict = check_strict(text)
+    if not strict.ok:
+        raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")
+    return text
