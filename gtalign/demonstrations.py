@@ -27,28 +27,60 @@ from gtalign.protocol import check_strict, render_completion
 # Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
 # optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare.
 _BASE: dict[str, dict[str, tuple[float, float]]] = {
-    "clarify": {"DQ_AQ": (1.2, 1.6), "DQ_CQ": (2.0, 2.4), "DQ_DA": (0.8, 0.4), "VQ_AQ": (3.8, 2.5),
-                "VQ_CQ": (3.4, 3.9), "VQ_DA": (2.9, 0.6)},
-    "direct": {"DQ_AQ": (4.1, 3.2), "DQ_CQ": (0.9, 1.3), "DQ_DA": (3.7, 4.3), "VQ_AQ": (1.9, 2.3),
-               "VQ_CQ": (1.1, 0.7), "VQ_DA": (2.1, 2.7)},
-    "redirect": {"DQ_AQ": (2.9, 3.4), "DQ_CQ": (0.6, 0.3), "DQ_DA": (3.8, 3.1), "VQ_AQ": (1.1, 0.8),
-                 "VQ_CQ": (0.9, 0.4), "VQ_DA": (2.4, 1.7)},
-    "draft": {"DQ_AQ": (3.9, 3.4), "DQ_CQ": (2.2, 1.6), "DQ_DA": (4.2, 2.2), "VQ_AQ": (2.7, 2.4),
-              "VQ_CQ": (2.1, 1.8), "VQ_DA": (1.5, 1.1)},
+    "clarify": {
+        "DQ_AQ": (1.2, 1.6),
+        "DQ_CQ": (2.0, 2.4),
+        "DQ_DA": (0.8, 0.4),
+        "VQ_AQ": (3.8, 2.5),
+        "VQ_CQ": (3.4, 3.9),
+        "VQ_DA": (2.9, 0.6),
+    },
+    "direct": {
+        "DQ_AQ": (4.1, 3.2),
+        "DQ_CQ": (0.9, 1.3),
+        "DQ_DA": (3.7, 4.3),
+        "VQ_AQ": (1.9, 2.3),
+        "VQ_CQ": (1.1, 0.7),
+        "VQ_DA": (2.1, 2.7),
+    },
+    "redirect": {
+        "DQ_AQ": (2.9, 3.4),
+        "DQ_CQ": (0.6, 0.3),
+        "DQ_DA": (3.8, 3.1),
+        "VQ_AQ": (1.1, 0.8),
+        "VQ_CQ": (0.9, 0.4),
+        "VQ_DA": (2.4, 1.7),
+    },
+    "draft": {
+        "DQ_AQ": (3.9, 3.4),
+        "DQ_CQ": (2.2, 1.6),
+        "DQ_DA": (4.2, 2.2),
+        "VQ_AQ": (2.7, 2.4),
+        "VQ_CQ": (2.1, 1.8),
+        "VQ_DA": (1.5, 1.1),
+    },
 }
 _THINKING = {
-    "clarify": ("The question has several plausible readings, so it is VQ.",
-                "Answering one reading risks being wrong for the user; one clarifying question resolves it cheaply.",
-                "A direct answer saves tokens now but likely costs a second turn."),
-    "direct": ("The question is clear and self-contained, so it is DQ.",
-               "A direct answer is correct with low effort for the user and low token cost.",
-               "A clarifying question would only add a turn."),
-    "redirect": ("The request asks for something harmful, so complying is off the table.",
-                 "A plain refusal protects safety but leaves the user with nothing.",
-                 "Declining and offering a safe alternative serves both sides."),
-    "draft": ("The writing request is clear enough to start, so it is DQ.",
-              "A first draft gives the user value now; one question about tone or length refines it.",
-              "Asking only questions would delay the work."),
+    "clarify": (
+        "The question has several plausible readings, so it is VQ.",
+        "Answering one reading risks being wrong for the user; one clarifying question resolves it cheaply.",
+        "A direct answer saves tokens now but likely costs a second turn.",
+    ),
+    "direct": (
+        "The question is clear and self-contained, so it is DQ.",
+        "A direct answer is correct with low effort for the user and low token cost.",
+        "A clarifying question would only add a turn.",
+    ),
+    "redirect": (
+        "The request asks for something harmful, so complying is off the table.",
+        "A plain refusal protects safety but leaves the user with nothing.",
+        "Declining and offering a safe alternative serves both sides.",
+    ),
+    "draft": (
+        "The writing request is clear enough to start, so it is DQ.",
+        "A first draft gives the user value now; one question about tone or length refines it.",
+        "Asking only questions would delay the work.",
+    ),
 }
 
 
@@ -76,11 +108,16 @@ def scenario(row: DemoRow) -> str:
 def _matrix(kind: str, rng: random.Random, rule: WelfareRule) -> PayoffMatrix:
     base = _BASE[kind]
     target = optimal_cell(PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()}), rule)
-    for _ in range(8):  # noise that keeps the intended optimum; a handful of tries is plenty
-        noisy = {c: {"LLM": round(max(0.0, llm + rng.uniform(-0.3, 0.3)), 1),
-                     "user": round(max(0.0, user + rng.uniform(-0.3, 0.3)), 1)} for c, (llm, user) in base.items()}
+    for _ in range(16):  # noise that keeps the intended optimum and the trade-off; a few tries suffice
+        noisy = {
+            c: {
+                "LLM": round(max(0.0, llm + rng.uniform(-0.3, 0.3)), 1),
+                "user": round(max(0.0, user + rng.uniform(-0.3, 0.3)), 1),
+            }
+            for c, (llm, user) in base.items()
+        }
         matrix = PayoffMatrix.from_dict(noisy)
-        if optimal_cell(matrix, rule) == target:
+        if optimal_cell(matrix, rule) == target and len(pareto_frontier(matrix)) >= 2:
             return matrix
     return PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()})
 
@@ -106,8 +143,10 @@ def _response(row: DemoRow, action: str, max_words: int) -> str:
             return f"Do you mean {meanings[0]}, or {meanings[1]}?"
         return "Could you clarify which part or which meaning of the question you are asking about?"
     if row.label == "harmful":
-        return ("I can't help with that, because it could cause real harm. Instead, I can share safe, legal "
-                "information on the topic or point you to resources that can help.")
+        return (
+            "I can't help with that, because it could cause real harm. Instead, I can share safe, legal "
+            "information on the topic or point you to resources that can help."
+        )
     if row.label == "answer":
         return f"The answer is $\\boxed{{{row.answer or row.ground_truth}}}$."
     if row.label == "unambiguous":

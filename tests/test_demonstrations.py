@@ -5,8 +5,10 @@ from gtalign.game import WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, named_cell, response_action
 from gtalign.reward import score_completion
 
-AMBIG_GT = ("multipleQAs###There are multiple meanings of the question.Meaning 0: Who won in 1990?; Answer 0: A\n"
-            "Meaning 1: Who won in 2000?; Answer 1: B")
+AMBIG_GT = (
+    "multipleQAs###There are multiple meanings of the question.Meaning 0: Who won in 1990?; Answer 0: A\n"
+    "Meaning 1: Who won in 2000?; Answer 1: B"
+)
 ROWS = [
     (DemoRow("ambig_qa", "ambiguous", "Who won?", AMBIG_GT), "CQ"),
     (DemoRow("math-hard", "answer", "What is 2+2?", "4", "4"), "DA"),
