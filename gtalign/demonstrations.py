@@ -154,7 +154,8 @@ def _response(row: DemoRow, action: str, max_words: int) -> str:
     if row.label == "writing":
         draft = " ".join(row.ground_truth.split()[:max_words])
         return f"{draft}\n\nWould you like me to adjust the tone or the length?"
-    return f"Here is a helpful answer to your question about {' '.join(row.question.split()[:8])}: let us go step by step."
+    topic = " ".join(row.question.split()[:8])
+    return f"Here is a helpful answer to your question about {topic}: let us go step by step."
 
 
 def demonstrate(row: DemoRow, *, seed: int, rule: WelfareRule | None = None, max_words: int = 120) -> str:

@@ -57,43 +57,61 @@ def _ngram_counts(text: str, n: int) -> Counter:
     return Counter(zip(*(text[i:] for i in range(n)), strict=False))
 
 
-def _codes(text: str) -> np.ndarray | None:
-    """Code points as uint64, or None when a character lies outside the BMP (then 4 x 16 bits would not pack)."""
-    a = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    if a.size and int(a.max()) > 0xFFFF:
-        return None
-    return a.astype(np.uint64)
+_ORDER_SHIFT = np.uint64(40)  # n-gram order tag above the packed characters
 
 
-def _packed_counts(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each n-gram packed into one uint64 (16 bits per char, collision-free), then counted by sorting."""
-    m = codes.size - n + 1
-    if m <= 0:
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
-    keys = codes[:m].copy()
-    for j in range(1, n):
-        keys = (keys << np.uint64(16)) | codes[j : j + m]
-    return np.unique(keys, return_counts=True)
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _tagged_grams(codes: np.ndarray, bits: int) -> np.ndarray:
+    """All 1- to 4-grams of `codes`, each packed into one uint64 with its order n tagged above bit 40."""
+    shift, parts = np.uint64(bits), []
+    for n in (1, 2, 3, 4):
+        m = codes.size - n + 1
+        if m <= 0:
+            break
+        keys = codes[:m].copy()
+        for j in range(1, n):
+            keys = (keys << shift) | codes[j : j + m]
+        parts.append(keys | (np.uint64(n) << _ORDER_SHIFT))
+    return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
 @lru_cache(maxsize=4096)
-def _reference_packed(reference: str) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
-    codes = _codes(reference)
-    return None if codes is None else tuple(_packed_counts(codes, n) for n in (1, 2, 3, 4))
+def _reference_index(reference: str) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
+    """The reference's alphabet and its tagged n-gram counts, or None when 4 chars would not fit in 40 bits."""
+    points = _code_points(reference)
+    alphabet = np.unique(points)
+    bits = 8 if alphabet.size < 2**8 else 10 if alphabet.size < 2**10 else 0
+    if not bits:
+        return None
+    codes = (np.searchsorted(alphabet, points) + 1).astype(np.uint64)  # 1..K; 0 is "not in the reference"
+    keys, counts = np.unique(_tagged_grams(codes, bits), return_counts=True)
+    return alphabet, bits, keys, counts
 
 
 def _clipped_matches_packed(reference: str, hypothesis: str) -> list[int] | None:
-    ref = _reference_packed(reference)
-    codes = _codes(hypothesis)
-    if ref is None or codes is None:
+    """Clipped n-gram matches, n = 1..4, with one sort of the hypothesis' n-grams.
+
+    Characters are renumbered by the reference's alphabet; a character the reference lacks becomes 0, which no
+    reference n-gram contains, so such n-grams can never match: the clipped counts stay exact.
+    """
+    index = _reference_index(reference)
+    if index is None:
         return None
-    out = []
-    for n in (1, 2, 3, 4):
-        hk, hc = _packed_counts(codes, n)
-        rk, rc = ref[n - 1]
-        _, ih, ir = np.intersect1d(hk, rk, assume_unique=True, return_indices=True)
-        out.append(int(np.minimum(hc[ih], rc[ir]).sum()))
-    return out
+    alphabet, bits, ref_keys, ref_counts = index
+    points = _code_points(hypothesis)
+    pos = np.minimum(np.searchsorted(alphabet, points), alphabet.size - 1)
+    codes = np.where(alphabet[pos] == points, pos + 1, 0).astype(np.uint64) if alphabet.size else points * 0
+    keys, counts = np.unique(_tagged_grams(codes, bits), return_counts=True)
+    if not ref_keys.size or not keys.size:
+        return [0, 0, 0, 0]
+    at = np.minimum(np.searchsorted(ref_keys, keys), ref_keys.size - 1)
+    hit = ref_keys[at] == keys
+    clipped = np.minimum(counts[hit], ref_counts[at[hit]])
+    orders = (keys[hit] >> _ORDER_SHIFT).astype(np.int64)
+    return [int(x) for x in np.bincount(orders, weights=clipped, minlength=5)[1:5]]
 
 
 def _clipped_matches_counter(reference: str, hypothesis: str) -> list[int]:
