@@ -10,7 +10,12 @@ import typer
 
 app = typer.Typer(help="GTAlign: game-theoretic alignment of LLM assistants for social welfare.", no_args_is_help=True)
 reward_app = typer.Typer(help="The welfare reward.", no_args_is_help=True)
+data_app = typer.Typer(help="Raw data, curation, validation and demonstrations.", no_args_is_help=True)
 app.add_typer(reward_app, name="reward")
+app.add_typer(data_app, name="data")
+
+ROOT_OPTION = typer.Option("--root", help="repo root (where params.yaml, data/ and artifacts/ live)")
+PARAMS_OPTION = typer.Option("--params", help="params file (default: <root>/params.yaml)")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -116,6 +121,87 @@ def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
     if judge_stats:
         table.add_row("judge stats", escape(str(judge_stats)))
     console.print(table)
+
+
+def _stage_params(root: Path, params: Path | None) -> dict:
+    from gtalign.config import ParamsError, load_params
+
+    try:
+        return load_params(params or root / "params.yaml")
+    except ParamsError as e:
+        raise _fail(str(e)) from None
+
+
+def _run_stage(name: str, root: Path, params: Path | None):
+    """Run a library stage, turning its expected failures into one clear message and exit code 1."""
+    from gtalign import stages
+    from gtalign.data import DataPullError, DataValidationError, RawDataMissingError
+
+    fn = {
+        "curate": stages.curate_stage,
+        "demonstrations": stages.demonstrations_stage,
+        "teacher_eval": stages.teacher_eval_stage,
+    }[name]
+    try:
+        return fn(root.resolve(), _stage_params(root, params))
+    except (RawDataMissingError, DataPullError, DataValidationError, FileNotFoundError) as e:
+        raise _fail(f"{name}: {e}", code=1) from None
+
+
+@data_app.command("pull")
+def data_pull(root: Annotated[Path, ROOT_OPTION] = Path(".")) -> None:
+    """`dvc pull` the raw GTAlign sets into data/ (the remote is ../shared/gtalign-data/dvc-store by default)."""
+    from gtalign.data import DataPullError, pull_data
+
+    try:
+        path = pull_data(root.resolve())
+    except DataPullError as e:
+        raise _fail(str(e), code=1) from None
+    typer.echo(f"data ready in {path}")
+
+
+@data_app.command("curate")
+def data_curate(
+    root: Annotated[Path, ROOT_OPTION] = Path("."), params: Annotated[Path | None, PARAMS_OPTION] = None
+) -> None:
+    """Curate and validate the raw sets into artifacts/curated (stops with a report on a failed expectation)."""
+    result = _run_stage("curate", root, params)
+    typer.echo(result.report.to_markdown())
+    typer.echo(f"validation: {result.validation.n_expectations} expectations passed; wrote {result.paths['data']}")
+
+
+@data_app.command("demonstrations")
+def data_demonstrations(
+    root: Annotated[Path, ROOT_OPTION] = Path("."), params: Annotated[Path | None, PARAMS_OPTION] = None
+) -> None:
+    """Write the SFT demonstrations (rule teacher) and report their welfare."""
+    result = _run_stage("demonstrations", root, params)
+    typer.echo(result.summary.to_markdown(f"{result.count} demonstrations in {result.path}"))
+
+
+@app.command("teacher-eval")
+def teacher_eval(
+    root: Annotated[Path, ROOT_OPTION] = Path("."), params: Annotated[Path | None, PARAMS_OPTION] = None
+) -> None:
+    """Score the rule teacher on a sample of every test set with the rule judges."""
+    result = _run_stage("teacher_eval", root, params)
+    typer.echo(result.summary.to_markdown(f"Rule teacher on the test sets ({result.path})"))
+
+
+@app.command("demo")
+def demo(root: Annotated[Path, ROOT_OPTION] = Path("."), params: Annotated[Path | None, PARAMS_OPTION] = None) -> None:
+    """The main job on the tiny CPU preset: pull, curate + validate, demonstrations, teacher evaluation."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.rule("1/4 data: dvc pull")
+    data_pull(root)
+    console.rule("2/4 curate + validate")
+    data_curate(root, params)
+    console.rule("3/4 SFT demonstrations")
+    data_demonstrations(root, params)
+    console.rule("4/4 rule teacher on the test sets")
+    teacher_eval(root, params)
 
 
 if __name__ == "__main__":
