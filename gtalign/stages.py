@@ -88,43 +88,61 @@ class CurateResult:
     run_id: str | None = None
 
 
+def _validate_table(layout: Layout, table: pd.DataFrame, cfg: Any) -> Any:
+    from gtalign.data import validate
+
+    report = validate(table, max_turn_chars=cfg.max_turn_chars)
+    layout.curated.mkdir(parents=True, exist_ok=True)
+    (layout.curated / "validation.md").write_text(report.to_markdown(), encoding="utf-8")
+    return report
+
+
 def curate_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path,
+    params: Mapping[str, Any],
+    *,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    validate: bool = True,
 ) -> CurateResult:
-    """Load the raw sets, curate (flag, drop by named rules, cap, split) and validate; stop on a failed suite."""
-    from gtalign.data import CurateConfig, check_raw_data, curate, load_raw, validate, write_curated
+    """Load the raw sets, curate (flag, drop by named rules, cap, split) and validate; stop on a failed suite.
+
+    `validate=False` leaves validation to the caller (Dagster runs it as a blocking asset check: `validate_stage`).
+    """
+    from gtalign.data import CurateConfig, check_raw_data, curate, load_raw, write_curated
 
     layout = Layout(root)
     cfg = CurateConfig(**section(dict(params), "curate"))
     check_raw_data(layout.data)
     table, report = curate(load_raw(layout.data), cfg)
-    validation = validate(table, max_turn_chars=cfg.max_turn_chars)
-    layout.curated.mkdir(parents=True, exist_ok=True)
-    (layout.curated / "validation.md").write_text(validation.to_markdown(), encoding="utf-8")
-    validation.raise_for_failures()  # a failed suite stops the pipeline before anything is trained
+    validation = None
+    if validate:
+        validation = _validate_table(layout, table, cfg)
+        validation.raise_for_failures()  # a failed suite stops the pipeline before anything is trained
     paths = write_curated(table, report, layout.curated)
-    paths["validation_md"] = layout.curated / "validation.md"
     counts = table.groupby(["split"]).size().to_dict()
     metrics = {
         "rows": len(table),
         **{f"rows_{k}": int(v) for k, v in counts.items()},
         "dropped": sum(sum(v.values()) for v in report.dropped.values()),
-        "expectations": validation.n_expectations,
     }
+    if validation is not None:
+        metrics["expectations"] = validation.n_expectations
+        paths["validation_md"] = layout.curated / "validation.md"
     _write_metrics(layout.metrics("curate"), metrics)
-    run_id = (
-        _log(
-            root,
-            "curate",
-            {"curate": cfg.model_dump(mode="json")},
-            metrics,
-            [paths["report_md"], paths["report_json"], paths["validation_md"]],
-            tracking_uri,
-        )
-        if track
-        else None
-    )
+    logged = [p for k, p in paths.items() if k != "data"]
+    cfg_dict = {"curate": cfg.model_dump(mode="json")}
+    run_id = _log(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
     return CurateResult(table, report, validation, paths, metrics, run_id)
+
+
+def validate_stage(root: Path, params: Mapping[str, Any]) -> Any:
+    """Validate the curated table on disk; returns the ValidationReport (the caller decides what failure does)."""
+    from gtalign.data import CurateConfig, load_curated
+
+    layout = Layout(root)
+    cfg = CurateConfig(**section(dict(params), "curate"))
+    return _validate_table(layout, load_curated(layout.curated), cfg)
 
 
 # ---------------------------------------------------------------------------------------------------------------

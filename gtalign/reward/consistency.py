@@ -29,7 +29,10 @@ def matrix_consistency(reading: TolerantReading, rule: WelfareRule) -> Consisten
     named, action = named_cell(reading.analyze), response_action(reading.response)
     if matrix is None:
         return Consistency(None, named, action, False, False)
-    best = optimal_cell(matrix, rule)
+    try:
+        best = optimal_cell(matrix, rule)
+    except ValueError:  # e.g. cobb_douglas on a matrix with negative payoffs: no optimum to act on
+        return Consistency(None, named, action, False, False)
     best_action = split_cell(best)[1]
     analyze_ok = named is not None and split_cell(named)[1] == best_action
     return Consistency(best, named, action, analyze_ok, action == best_action)

@@ -1,0 +1,246 @@
+"""Great Expectations suites for the raw and curated tables: one table-wide suite and one suite per source.
+
+Why GX and not plain asserts: each failed expectation comes back with its type, column, unexpected count and the
+offending rows (by `uid`), which is exactly what a blocking pipeline check must show a person. GX is imported inside
+`validate` (the import costs ~2 s), so `import gtalign.data` stays light; analytics are switched off before that.
+Two derived views are validated instead of raw JSON where that reads better in a report: `message_roles` (the roles
+of `messages`, comma-joined) is checked for the order system, user (, assistant, user)*.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from gtalign.data.raw import COLUMNS, LABELS, MATH_SOURCES, SOURCES
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+TRAIN_SOURCES: frozenset[str] = frozenset({"math-hard", "wildguard", "ambig_qa"})
+# Structural columns are checked once over the whole table; columns whose meaning depends on the task, per source.
+NOT_NULL_TABLE: tuple[str, ...] = (
+    "uid",
+    "split",
+    "messages",
+    "question",
+    "extra_info",
+    "single_turn_prompt",
+    "turn_id",
+)
+NOT_NULL_SOURCE: tuple[str, ...] = ("ground_truth", "label")
+TYPES: dict[str, str] = {c: "str" for c in COLUMNS if c not in {"turn_id", "n_history_turns", "adversarial"}} | {
+    "turn_id": "int64",
+    "n_history_turns": "int64",
+    "adversarial": "bool",
+}
+ROLE_ORDER = r"^system,user(?:,assistant,user)*$"
+GROUND_TRUTH_REGEX: dict[str, str] = {
+    "math-hard": r"\S",
+    "minerva": r"\S",
+    "ambig_qa": r"^(?:singleAnswer|multipleQAs)###\s*\S",
+    "wildguard": r"^(?:harmful|unharmful)$",
+    "abg-coqa": r"^(?:ambiguous|non_ambiguous)$",
+    "advbench": r"^Sure, here",
+    "medium": r"\S",
+}
+MEDIUM_MIN_GT_CHARS = 200
+VALUE_CHARS = 160
+
+Spec = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ValidationFailure:
+    """One failed expectation: what was expected, where, how often it failed, and which rows (uid, value)."""
+
+    expectation: str
+    column: str
+    source: str
+    unexpected_count: int | None
+    element_count: int | None
+    samples: list[tuple[str, str]] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class ValidationReport:
+    """All suites' outcome; `success` is True only when every expectation passed."""
+
+    success: bool
+    n_rows: int
+    n_expectations: int
+    sources: list[str]
+    failures: list[ValidationFailure] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """Readable report: one section per failed expectation with its sample rows."""
+        head = "passed" if self.success else f"FAILED ({len(self.failures)} failed expectations)"
+        lines = [
+            f"# Data validation {head}",
+            "",
+            f"{self.n_rows} rows, {self.n_expectations} expectations over suites: all, {', '.join(self.sources)}.",
+        ]
+        for f in self.failures:
+            count = "?" if f.unexpected_count is None else str(f.unexpected_count)
+            total = "" if f.element_count is None else f" of {f.element_count}"
+            lines += ["", f"## {f.expectation} on `{f.column}` (source {f.source}): {count}{total} unexpected"]
+            if f.detail:
+                lines.append(f"- {f.detail}")
+            lines += [f"- uid `{uid}`: {value}" for uid, value in f.samples]
+        return "\n".join(lines) + "\n"
+
+    def raise_for_failures(self) -> None:
+        if not self.success:
+            raise DataValidationError(self.to_markdown())
+
+
+class DataValidationError(ValueError):
+    """The data failed its expectations; the message is the readable validation report."""
+
+
+def _roles(messages: Any) -> str:
+    try:
+        return ",".join(str(m.get("role")) for m in json.loads(messages))
+    except (TypeError, ValueError, AttributeError):
+        return "<unparsable messages>"
+
+
+def _global_specs(columns: Sequence[str]) -> list[Spec]:
+    specs: list[Spec] = [("ExpectColumnToExist", {"column": c}) for c in COLUMNS]
+    present = set(columns)
+    if "uid" in present:
+        specs.append(("ExpectColumnValuesToBeUnique", {"column": "uid"}))
+    specs += [("ExpectColumnValuesToNotBeNull", {"column": c}) for c in NOT_NULL_TABLE if c in present]
+    if "source" in present:
+        specs.append(("ExpectColumnValuesToBeInSet", {"column": "source", "value_set": list(SOURCES)}))
+    if "split" in present:
+        specs.append(("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": ["train", "dev", "test"]}))
+    specs += [("ExpectColumnValuesToBeOfType", {"column": c, "type_": t}) for c, t in TYPES.items() if c in present]
+    specs += [
+        ("ExpectColumnValuesToBeJsonParseable", {"column": c}) for c in ("messages", "extra_info") if c in present
+    ]
+    return specs
+
+
+def _source_specs(source: str, columns: Sequence[str], max_turn_chars: int) -> list[Spec]:
+    present = set(columns)
+    not_null = [*NOT_NULL_SOURCE, "answer"] if source in MATH_SOURCES | {"ambig_qa"} else list(NOT_NULL_SOURCE)
+    specs: list[Spec] = [("ExpectColumnValuesToNotBeNull", {"column": c}) for c in not_null if c in present]
+    if "label" in present:
+        specs.append(("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": sorted(LABELS[source])}))
+    if "split" in present:
+        splits = ["train", "dev", "test"] if source in TRAIN_SOURCES else ["test"]
+        specs.append(("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": splits}))
+    if "messages" in present:
+        specs.append(("ExpectColumnValuesToMatchRegex", {"column": "message_roles", "regex": ROLE_ORDER}))
+    if "question" in present:
+        specs.append(
+            (
+                "ExpectColumnValueLengthsToBeBetween",
+                {"column": "question", "min_value": 1, "max_value": max_turn_chars},
+            )
+        )
+    if "turn_id" in present:
+        specs.append(("ExpectColumnValuesToBeBetween", {"column": "turn_id", "min_value": 1, "max_value": 100}))
+    if "ground_truth" in present:
+        specs.append(
+            ("ExpectColumnValuesToMatchRegex", {"column": "ground_truth", "regex": GROUND_TRUTH_REGEX[source]})
+        )
+        if source in MATH_SOURCES:  # gold answers are bare LaTeX; a stray `$` breaks the $..$ wrapping for math-verify
+            specs.append(("ExpectColumnValuesToNotMatchRegex", {"column": "ground_truth", "regex": r"(?<!\\)\$"}))
+        if source == "medium":
+            specs.append(
+                ("ExpectColumnValueLengthsToBeBetween", {"column": "ground_truth", "min_value": MEDIUM_MIN_GT_CHARS})
+            )
+    return specs
+
+
+def _short(value: Any) -> str:
+    text = "null" if value is None or (not isinstance(value, list | dict) and pd.isna(value)) else repr(value)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+
+
+def _failure(result: Any, source: str, id_column: str, sample_size: int) -> ValidationFailure:
+    cfg = result.expectation_config
+    kwargs = dict(cfg.kwargs)
+    column = kwargs.get("column") or ", ".join(kwargs.get("column_list", [])) or "(table)"
+    res = dict(result.result or {})
+    samples: list[tuple[str, str]] = []
+    for row in (res.get("unexpected_index_list") or [])[:sample_size]:
+        if isinstance(row, dict):
+            samples.append((str(row.get(id_column)), _short(row.get(column, row.get(id_column)))))
+    detail = ""
+    if "observed_value" in res:
+        detail = f"observed {res['observed_value']!r}"
+    elif cfg.type == "expect_column_to_exist":
+        detail = "column missing"
+    exc = result.exception_info or {}
+    if exc.get("raised_exception"):
+        detail = f"expectation raised: {str(exc.get('exception_message'))[:300]}"
+    expected = {k: v for k, v in kwargs.items() if k not in {"column", "batch_id", "column_list"}}
+    if expected:
+        detail = (detail + "; " if detail else "") + "expected " + ", ".join(f"{k}={v!r}" for k, v in expected.items())
+    return ValidationFailure(
+        expectation=cfg.type,
+        column=column,
+        source=source,
+        unexpected_count=res.get("unexpected_count"),
+        element_count=res.get("element_count"),
+        samples=samples,
+        detail=detail,
+    )
+
+
+def validate(df: pd.DataFrame, *, max_turn_chars: int = 6000, sample_size: int = 5) -> ValidationReport:
+    """Run the table-wide suite and one suite per source present; collect every failed expectation.
+
+    Works on the raw table (`load_raw`) and on the curated one (`curate`): both share the columns in `COLUMNS`.
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    frame = df.reset_index(drop=True).copy()
+    id_column = "uid" if "uid" in frame.columns else "_row"
+    if id_column == "_row":
+        frame["_row"] = [f"row {i}" for i in range(len(frame))]
+    if "messages" in frame.columns:
+        frame["message_roles"] = frame["messages"].map(_roles).astype("string")
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("gtalign")
+        .add_dataframe_asset("table")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [id_column]}
+
+    sources = [s for s in SOURCES if "source" in frame.columns and (frame["source"] == s).any()]
+    plans: list[tuple[str, pd.DataFrame, list[Spec]]] = [("all", frame, _global_specs(list(df.columns)))]
+    plans += [(s, frame[frame["source"] == s], _source_specs(s, list(df.columns), max_turn_chars)) for s in sources]
+
+    failures: list[ValidationFailure] = []
+    n_expectations = 0
+    for name, part, specs in plans:
+        # Expectations go in at construction: `suite.add_expectation` on a stored suite re-serialises it each time.
+        expectations = [getattr(gxe, kind)(**kwargs) for kind, kwargs in specs]
+        suite = context.suites.add(gx.ExpectationSuite(name=f"gtalign_{name}", expectations=expectations))
+        n_expectations += len(specs)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"vd_{name}", data=batch, suite=suite)
+        )
+        run = definition.run(batch_parameters={"dataframe": part}, result_format=result_format)
+        failures += [_failure(r, name, id_column, sample_size) for r in run.results if not r.success]
+    failures.sort(key=lambda f: (f.source != "all", f.source, f.column, f.expectation))
+    return ValidationReport(
+        success=not failures, n_rows=len(frame), n_expectations=n_expectations, sources=sources, failures=failures
+    )
