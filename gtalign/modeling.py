@@ -1,0 +1,178 @@
+"""Models: the embedded tiny Qwen2-style model built from scratch, or any Hugging Face causal LM.
+
+No hub is reachable here, so the default policy is built locally: a byte-level BPE tokenizer trained on the curated
+corpus (with Qwen's normaliser and pre-tokenizer, so that transformers' `Qwen2Tokenizer` reloads it with identical
+ids) and a small Qwen2 config, seeded. The same functions take a real model path or name (e.g.
+Qwen/Qwen2.5-3B-Instruct) with its own tokenizer and chat template, and optionally wrap it with LoRA (peft).
+
+The chat template is ChatML with `{% generation %}` markers, so TRL can compute assistant-only losses on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>")
+QWEN_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (Qwen2 pre-tokenizer regex, verbatim)
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{- '\n' }}"
+    "{%- else %}{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+# Always in the tokenizer's training corpus, so the four tags and the payoff keys become few tokens each.
+PROTOCOL_TEXT = (
+    "<thinking> </thinking> <payoff> </payoff> <analyze> </analyze> <response> </response> "
+    '{"DQ_AQ": {"LLM": 1.0, "user": 2.0}, "DQ_CQ": {"LLM": 1.0, "user": 2.0}, "DQ_DA": {"LLM": 1.0, "user": 2.0}, '
+    '"VQ_AQ": {"LLM": 1.0, "user": 2.0}, "VQ_CQ": {"LLM": 1.0, "user": 2.0}, "VQ_DA": {"LLM": 1.0, "user": 2.0}} '
+    "Pareto frontier Chosen: DQ_DA DQ_AQ DQ_CQ VQ_DA VQ_AQ VQ_CQ \\boxed{} 0 1 2 3 4 5 6 7 8 9 . -"
+)
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The embedded default: small enough to learn the four-block format on 2 CPU cores in minutes."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 768
+    max_position_embeddings: int = 1024
+    seed: int = 0
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, model_max_length: int = 1024) -> Any:
+    """A byte-level BPE with the Qwen regex and NFC (ids survive a reload as `Qwen2Tokenizer`), ChatML template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([PROTOCOL_TEXT] * 50 + list(texts), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=model_max_length,
+    )
+
+
+def build_tiny_model(tokenizer: Any, cfg: TinyModelConfig = TinyModelConfig()) -> Any:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_base_model(out_dir: Path, corpus: Iterable[str], cfg: TinyModelConfig = TinyModelConfig()) -> Path:
+    """Train the tokenizer on `corpus`, build the seeded tiny model, save both (a standard HF folder)."""
+    out_dir = Path(out_dir)
+    tokenizer = train_tokenizer(corpus, cfg.vocab_size, cfg.max_position_embeddings)
+    model = build_tiny_model(tokenizer, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    (out_dir / "gtalign_model.json").write_text(json.dumps({"kind": "tiny", **asdict(cfg)}, indent=2) + "\n")
+    return out_dir
+
+
+def load_model(
+    path_or_name: str | Path, *, dtype: str = "auto", device: str | None = None, lora: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """Any causal LM (a local folder or a hub name where a hub is reachable) with its tokenizer.
+
+    `lora` (peft LoraConfig kwargs, e.g. {"r": 16, "target_modules": "all-linear"}) wraps the model for training.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path_or_name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch_dtype = getattr(torch, dtype) if dtype not in ("auto", None) else "auto"
+    model = AutoModelForCausalLM.from_pretrained(str(path_or_name), dtype=torch_dtype)
+    if device:
+        model.to(device)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
+    return model, tokenizer
+
+
+def chat_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """The text the model continues: the chat template with the assistant turn opened."""
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[dict[str, str]]],
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[str]:
+    """Batched chat generation (left padding); greedy when temperature is 0. Returns the new text only."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    out: list[str] = []
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        texts = [chat_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+        kwargs |= (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        with torch.no_grad():
+            ids = model.generate(**batch, **kwargs)
+        new = ids[:, batch["input_ids"].shape[1] :]
+        out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return out
