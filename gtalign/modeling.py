@@ -176,3 +176,71 @@ def generate(
         new = ids[:, batch["input_ids"].shape[1] :]
         out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The base model of the pipeline: built from the project's own text, or a pointer to a pretrained model
+# ---------------------------------------------------------------------------------------------------------------
+POINTER_FILE = "gtalign_model.json"
+
+
+def base_corpus(
+    curated_parquet: Path | None, demonstrations_jsonl: Path | None, splits: Sequence[str] = ("train", "dev")
+) -> list[str]:
+    """Texts the tiny tokenizer is trained on: curated questions and chat turns, plus the demonstrations.
+
+    The demonstrations put the four tags, the payoff JSON and the compact instruction into the vocabulary; the
+    curated turns give it varied natural text (a repetitive corpus stops far short of 4,096 merges). Test rows are
+    left out so that nothing of the test sets shapes the model, not even its vocabulary.
+    """
+    texts: list[str] = []
+    if curated_parquet is not None and Path(curated_parquet).is_file():
+        import pandas as pd
+
+        table = pd.read_parquet(curated_parquet, columns=["split", "question", "messages"])
+        table = table[table["split"].isin(list(splits))]
+        texts.extend(str(q) for q in table["question"].dropna())
+        for messages in table["messages"]:
+            for m in _as_messages(messages):
+                texts.append(str(m.get("content") or ""))
+    if demonstrations_jsonl is not None and Path(demonstrations_jsonl).is_file():
+        with Path(demonstrations_jsonl).open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    texts.extend(str(m.get("content") or "") for m in [*row["prompt"], *row["completion"]])
+    return [t for t in texts if t.strip()]
+
+
+def _as_messages(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [{"content": value}]
+    if value is None:
+        return []
+    return [dict(m) for m in value if isinstance(m, dict)] if not isinstance(value, dict) else [value]
+
+
+def write_pretrained_pointer(out_dir: Path, name_or_path: str) -> Path:
+    """A base model that is a pretrained one (e.g. Qwen/Qwen2.5-3B-Instruct): a pointer, not a copy of its weights."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / POINTER_FILE).write_text(json.dumps({"kind": "pretrained", "path": str(name_or_path)}, indent=2) + "\n")
+    return out_dir
+
+
+def resolve_model_path(path_or_name: str | Path) -> str:
+    """What `load_model` should open: a folder with weights as is, a pretrained pointer followed, a hub name as is."""
+    path = Path(path_or_name)
+    pointer = path / POINTER_FILE
+    if pointer.is_file() and not (path / "config.json").is_file():
+        info = json.loads(pointer.read_text())
+        if info.get("kind") == "pretrained":
+            return str(info["path"])
+    return str(path_or_name)
+
+
+def count_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
