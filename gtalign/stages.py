@@ -244,25 +244,98 @@ class DemonstrationsResult:
     run_id: str | None = None
 
 
+def _openai_teacher_texts(
+    root: Path, records: list[dict[str, Any]], style: str, params: Mapping[str, Any]
+) -> tuple[list[str | None], str, dict[str, float], str]:
+    """Best-of-N demonstrations from a served model (`gtalign.teacher`), scored with the judge named in
+    `demonstrations.judge` (options from `reward.judge.<kind>`): (text per row or None, teacher label, metrics,
+    markdown stats). A relative `cache_path` is resolved against `root`, so every driver shares one cache."""
+    from pydantic import ValidationError
+
+    from gtalign.config import ParamsError
+    from gtalign.reward.judges import make_judge
+    from gtalign.teacher import OpenAITeacherConfig, TeacherPrompt, best_of_n
+
+    cfg = section(dict(params), "demonstrations")
+    try:
+        teacher_cfg = OpenAITeacherConfig(**dict(cfg.get("openai") or {}))
+    except ValidationError as e:
+        raise ParamsError(f"params.yaml: demonstrations.openai: {e}") from None
+    if teacher_cfg.cache_path is not None and not teacher_cfg.cache_path.is_absolute():
+        teacher_cfg = teacher_cfg.model_copy(update={"cache_path": root / teacher_cfg.cache_path})
+    judge_kind = str(cfg.get("judge", "rule"))
+    judge_options = dict(section(section(dict(params), "reward"), "judge").get(judge_kind) or {})
+    judge = make_judge(judge_kind, **judge_options)
+    prompts = [
+        TeacherPrompt(
+            str(r["uid"]), str(r["source"]), str(r["ground_truth"]), prompt_messages(r, style), extra_info_of(r)
+        )
+        for r in records
+    ]
+    result = best_of_n(
+        prompts,
+        teacher_cfg,
+        judge,
+        reward_config(dict(params)),
+        judge_config={"kind": judge_kind, **judge_options},
+    )
+    st = result.stats
+
+    def mean(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    markdown = (
+        f"\n### Teacher ({teacher_cfg.model}, best of {teacher_cfg.n})\n\n"
+        f"- prompts {st.prompts}, kept {st.kept}, dropped {st.dropped_total} {dict(st.dropped)}\n"
+        f"- candidates {st.candidates}: {st.requests} requests, {st.calls} HTTP calls, {st.cache_hits} cache hits, "
+        f"{st.resumed} prompts resumed\n"
+        f"- candidate problems: {dict(st.failures) or 'none'}\n"
+        f"- welfare: kept {mean(st.welfare_kept_mean)} vs all candidates {mean(st.welfare_all_mean)}\n"
+    )
+    return result.texts, f"openai:{teacher_cfg.model}", st.to_metrics(), markdown
+
+
 def demonstrations_stage(
     root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
 ) -> DemonstrationsResult:
-    """Rule-teacher demonstrations for every curated train row, scored by the welfare reward."""
+    """Demonstrations for every curated train row by the configured teacher, scored by the welfare reward.
+
+    `demonstrations.teacher`: `rule` (offline, right by construction, one per row) or `openai` (best of N by welfare
+    among strictly valid answers of a served model, `demonstrations.openai`; a row without a valid candidate is
+    dropped and counted in the metrics). Each JSONL row names its `teacher`.
+    """
+    from gtalign.config import ParamsError
     from gtalign.data import load_curated
-    from gtalign.demonstrations import demonstrate
 
     layout = Layout(root)
     cfg = section(dict(params), "demonstrations")
     style = str(section(dict(params), "curate").get("prompt_style", "full"))
-    seed, max_words = int(cfg.get("seed", 0)), int(cfg.get("max_response_words", 120))
-    rule = WelfareRule(kind=str(cfg.get("analyze_rule", "sum")))
+    teacher = str(cfg.get("teacher", "rule"))
     table = load_curated(layout.curated)
     train = table[table["split"].isin(list(cfg.get("splits", ["train"])))].reset_index(drop=True)
-    texts = [demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in train.to_dict("records")]
+    records = train.to_dict("records")
+    teacher_metrics: dict[str, float] = {}
+    teacher_md = ""
+    if teacher == "rule":
+        from gtalign.demonstrations import demonstrate
+
+        seed, max_words = int(cfg.get("seed", 0)), int(cfg.get("max_response_words", 120))
+        rule = WelfareRule(kind=str(cfg.get("analyze_rule", "sum")))
+        all_texts: list[str | None] = [
+            demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
+        ]
+        label = "rule"
+    elif teacher == "openai":
+        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
+    else:
+        raise ParamsError(f"params.yaml: demonstrations.teacher must be 'rule' or 'openai', got {teacher!r}")
+    keep = [i for i, text in enumerate(all_texts) if text is not None]
+    texts = [t for t in all_texts if t is not None]
+    kept_rows = train.iloc[keep].reset_index(drop=True)
     layout.demonstrations.mkdir(parents=True, exist_ok=True)
     path = layout.demonstrations / "demonstrations.jsonl"
     with path.open("w", encoding="utf-8") as f:
-        for r, text in zip(train.to_dict("records"), texts, strict=True):
+        for r, text in zip(kept_rows.to_dict("records"), texts, strict=True):
             f.write(
                 json.dumps(
                     {
@@ -273,16 +346,20 @@ def demonstrations_stage(
                         "completion": [{"role": "assistant", "content": text}],
                         "ground_truth": r["ground_truth"],
                         "extra_info": extra_info_of(r),
+                        "teacher": label,
                     }
                 )
                 + "\n"
             )
-    summary = _score_teacher(train, texts, params)
-    (layout.demonstrations / "summary.md").write_text(summary.to_markdown("Demonstrations (rule teacher)"))
+    summary = _score_teacher(kept_rows, texts, params)
+    (layout.demonstrations / "summary.md").write_text(
+        summary.to_markdown(f"Demonstrations ({teacher} teacher)") + teacher_md
+    )
     metrics = {
         "count": len(texts),
         "welfare_mean": statistics.fmean(m["welfare"] for m in summary.rows.values()) if summary.rows else 0.0,
         **{f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()},
+        **teacher_metrics,
     }
     _write_metrics(layout.metrics("demonstrations"), metrics)
     run_id = (

@@ -9,20 +9,17 @@ tests can check retries, the cache and the concurrency bound from the outside.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import json
 import re
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_openai import FakeOpenAIServer, Reply, error
 
 from gtalign.reward.judges.base import Judge, JudgeRequest, JudgeVerdict
 from gtalign.reward.judges.openai import (
@@ -52,38 +49,7 @@ from gtalign.reward.judges.prompts import (
 
 # ------------------------------------------------------------------------------------------- fake judge server
 
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # the default backlog of 5 drops concurrent connects, which then wait ~1 s for a retry
-
-
-class FakeJudgeServer:
-    """State shared by the handler threads: counters, the requests seen, and per-prompt failure bookkeeping."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.bodies: list[dict[str, Any]] = []
-        self.auth: list[str | None] = []
-        self.seen: Counter[str] = Counter()  # prompt hash -> times asked
-        self.httpd = _Server(("127.0.0.1", 0), _make_handler(self))
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False  # do not wait for deliberately slow handlers at shutdown
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def start(self) -> FakeJudgeServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+FakeJudgeServer = FakeOpenAIServer
 
 
 def _verdict_for(prompt: str) -> str:
@@ -120,90 +86,28 @@ def _between(text: str, start: str, end: str) -> str:
     return text[head : text.index(end, head)]
 
 
-def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            with contextlib.suppress(OSError):  # the client gave up (timeout test)
-                self.wfile.write(data)
-
-        def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-            self._send(status, {"error": {"message": message, "type": "test", "code": status}}, headers)
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path != "/v1/chat/completions":
-                self._error(404, f"no route {self.path}")
-                return
-            prompt = body["messages"][-1]["content"]
-            digest = hashlib.sha256(prompt.encode()).hexdigest()
-            with server.lock:
-                server.calls += 1
-                server.in_flight += 1
-                server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                server.bodies.append(body)
-                server.auth.append(self.headers.get("Authorization"))
-                server.seen[digest] += 1
-                times = server.seen[digest]
-            try:
-                self._answer(body, prompt, times)
-            finally:
-                with server.lock:
-                    server.in_flight -= 1
-
-        def _answer(self, body: dict[str, Any], prompt: str, times: int) -> None:
-            if "[[hold]]" in prompt:
-                time.sleep(0.05)
-            if "[[slow]]" in prompt:
-                time.sleep(0.6)
-            if "[[500x1]]" in prompt and times == 1:
-                return self._error(500, "transient overload")
-            if "[[429x1]]" in prompt and times == 1:
-                return self._error(429, "slow down", {"Retry-After": "0"})
-            for status in (500, 401, 400):
-                if f"[[{status}]]" in prompt:
-                    return self._error(status, f"forced {status}")
-            content: str | None = _verdict_for(prompt)
-            if "[[nobox]]" in prompt:
-                content = "thought: I am not sure. Final: 1"
-            if "[[nocontent]]" in prompt:
-                content = None
-            self._send(
-                200,
-                {
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "length" if content is None else "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                },
-            )
-            return None
-
-    return Handler
+def _judge_reply(body: dict[str, Any], times: int) -> Reply:
+    """The fake judge: a verdict for the prompt, or the misbehaviour its markers ask for."""
+    prompt = body["messages"][-1]["content"]
+    delay = (0.05 if "[[hold]]" in prompt else 0.0) + (0.6 if "[[slow]]" in prompt else 0.0)
+    if "[[500x1]]" in prompt and times == 1:
+        return replace(error(500, "transient overload"), delay_s=delay)
+    if "[[429x1]]" in prompt and times == 1:
+        return replace(error(429, "slow down", {"Retry-After": "0"}), delay_s=delay)
+    for status in (500, 401, 400):
+        if f"[[{status}]]" in prompt:
+            return replace(error(status, f"forced {status}"), delay_s=delay)
+    content: str | None = _verdict_for(prompt)
+    if "[[nobox]]" in prompt:
+        content = "thought: I am not sure. Final: 1"
+    if "[[nocontent]]" in prompt:
+        content = None
+    return Reply(content=content, delay_s=delay)
 
 
 @pytest.fixture
 def server() -> Iterator[FakeJudgeServer]:
-    srv = FakeJudgeServer().start()
+    srv = FakeOpenAIServer(_judge_reply).start()
     yield srv
     srv.stop()
 

@@ -15,33 +15,37 @@ Why it looks the way it does:
   That is the one deliberate exception to the `Judge` protocol's "must not raise": a judge that is down should stop
   a pipeline loudly, not train on failures. Set `raise_on_failure_rate=False` to only count.
 
+The transport (concurrency, timeouts, classified retries, the sqlite reply cache, counters) is `gtalign.llm_client`,
+shared with the `openai` SFT teacher; this module keeps what is judge-specific: prompts, verdicts, the failure-rate
+rule and the stats/provenance API.
+
 The sampling defaults are the published ones (temperature 0.6, top_p 0.95, top_k 20 and thinking on via
 `extra_body`, max_tokens 32768). A hosted API that rejects `top_k`/`chat_template_kwargs` needs `extra_body={}`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import hashlib
-import json
 import logging
-import os
-import sqlite3
-import ssl
 import threading
-import time
-from collections import Counter
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-import openai
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from gtalign.llm_client import (
+    CACHE_SCHEMA,
+    LOCAL_API_KEY,
+    CallCounts,
+    ChatRequest,
+    EndpointConfig,
+    SqliteReplyCache,
+    cache_key,
+    check_json_serialisable,
+    fetch_replies,
+    run_coroutine,
+)
 from gtalign.reward.judges.base import JudgeRequest, JudgeVerdict
 from gtalign.reward.judges.prompts import (
     SOURCE_PROMPTS,
@@ -55,31 +59,33 @@ from gtalign.reward.judges.prompts import (
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
+#: The judge's table in its cache file (the name predates `gtalign.llm_client`; kept so old caches still answer).
+CACHE_TABLE = "judge_replies"
 
-#: Bumped when the cache key or table layout changes, so old entries are never misread.
-CACHE_SCHEMA = 1
-#: Used when the API-key environment variable is unset: local vLLM/SGLang servers accept any key.
-LOCAL_API_KEY = "EMPTY"
+__all__ = [
+    "CACHE_SCHEMA",
+    "CACHE_TABLE",
+    "LOCAL_API_KEY",
+    "JudgeFailureRateExceeded",
+    "OpenAIJudge",
+    "OpenAIJudgeConfig",
+    "OpenAIJudgeStats",
+    "SqliteReplyCache",
+    "request_cache_key",
+]
 
 
 def _published_extra_body() -> dict[str, Any]:
     return {"top_k": 20, "chat_template_kwargs": {"enable_thinking": True}}
 
 
-class OpenAIJudgeConfig(BaseModel):
-    """Where the judge is served and how to call it; maps 1:1 to `reward.judge.openai` in params.yaml."""
+class OpenAIJudgeConfig(EndpointConfig):
+    """Where the judge is served and how to call it; maps 1:1 to `reward.judge.openai` in params.yaml.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The endpoint fields (base_url, model, api_key_env, concurrency, timeout_s, retries, backoff) are
+    `gtalign.llm_client.EndpointConfig`'s; the rest is the judge's sampling and failure policy.
+    """
 
-    base_url: str = Field(description="OpenAI-compatible base URL, e.g. http://localhost:30000/v1")
-    model: str = Field(description="served model name; part of the cache key, so name the real model")
-    api_key_env: str = Field("OPENAI_API_KEY", description=f"env var holding the key; unset -> {LOCAL_API_KEY!r}")
-    concurrency: int = Field(8, ge=1, description="max requests in flight at once")
-    timeout_s: float = Field(60.0, gt=0, description="per attempt, connect to last byte")
-    max_retries: int = Field(3, ge=0, description="retries after the first attempt, on transient errors only")
-    backoff_s: float = Field(2.0, ge=0, description="delay before retry k is backoff_s * 2**(k-1), capped")
-    backoff_max_s: float = Field(30.0, ge=0, description="cap on one backoff delay (and on a 429's Retry-After)")
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int | None = Field(32768, ge=1, description="None omits the field (for APIs that refuse it)")
@@ -92,10 +98,7 @@ class OpenAIJudgeConfig(BaseModel):
     @classmethod
     def _json_serialisable(cls, value: dict[str, Any]) -> dict[str, Any]:
         """extra_body is sent as JSON and hashed into the cache key, so it must serialise deterministically."""
-        try:
-            json.dumps(value, sort_keys=True)
-        except TypeError as exc:
-            raise ValueError(f"extra_body must be JSON-serialisable: {exc}") from exc
+        check_json_serialisable(value, "extra_body")
         return value
 
 
@@ -133,131 +136,16 @@ class OpenAIJudgeStats:
         return sum(self.failures.values())
 
 
-@dataclass(slots=True)
-class _Counts:
-    """Mutable per-batch counters; merged into the judge's totals under a lock when the batch ends."""
-
-    requests: int = 0
-    http_calls: int = 0
-    cache_hits: int = 0
-    deduplicated: int = 0
-    retries: int = 0
-    cache_write_errors: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-
-    def add(self, other: _Counts) -> None:
-        self.requests += other.requests
-        self.http_calls += other.http_calls
-        self.cache_hits += other.cache_hits
-        self.deduplicated += other.deduplicated
-        self.retries += other.retries
-        self.cache_write_errors += other.cache_write_errors
-        self.failures.update(other.failures)
-
-
-class SqliteReplyCache:
-    """Raw judge replies by request hash, in one sqlite file (WAL, so several processes can share it)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS judge_replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL, model TEXT, "
-            "prompt TEXT, created_at REAL, request TEXT)"
-        )
-        self._db.commit()
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        wanted = list(dict.fromkeys(keys))
-        found: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):  # stay under sqlite's bound-variable limit
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key, reply FROM judge_replies WHERE key IN ({marks})", chunk)
-            found.update(dict(rows.fetchall()))
-        return found
-
-    def put(self, key: str, reply: str, model: str, prompt_ref: str, request: Mapping[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO judge_replies VALUES (?, ?, ?, ?, ?, ?)",
-            (key, reply, model, prompt_ref, time.time(), json.dumps(request, ensure_ascii=False, sort_keys=True)),
-        )
-        self._db.commit()
-
-    def close(self) -> None:
-        self._db.close()
-
-
 def request_cache_key(body: Mapping[str, Any], prompt: JudgePrompt) -> str:
-    """sha256 over everything that can change a reply: the request body as sent plus the prompt's identity.
+    """The judge's cache key: the request body as sent plus the prompt's identity (id, version, text hash).
 
-    The base URL is left out on purpose (a local server on another port is the same judge); the model name is in.
+    Identical to the key before `gtalign.llm_client` existed, so existing judge caches keep answering.
     """
-    payload = {"schema": CACHE_SCHEMA, "prompt": prompt.ref, "prompt_sha256": prompt.sha256, "request": body}
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return cache_key(body, _prompt_namespace(prompt))
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    reply: str | None
-    kind: str | None = None
-    reason: str | None = None
-
-
-def _status_snippet(exc: openai.APIStatusError) -> str:
-    """The server's own error message (OpenAI's `{"error": {"message": ...}}`), else the client's summary."""
-    body = exc.body
-    message = body.get("message") if isinstance(body, Mapping) else None
-    if not isinstance(message, str):
-        message = str(exc.message)
-    return message.replace("\n", " ")[:200]
-
-
-def _classify(exc: BaseException) -> tuple[str, str, bool, float | None]:
-    """(kind, reason, retryable, retry_after_s) for one failed attempt.
-
-    Transient: timeouts, connection errors, 429 and 5xx. Any other 4xx (bad key, unknown model, bad parameter)
-    will fail the same way again, so it is not retried.
-    """
-    if isinstance(exc, TimeoutError | openai.APITimeoutError):
-        return "timeout", "no complete reply within timeout_s", True, None
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection", f"{type(exc).__name__}: {exc}", True, None
-    if isinstance(exc, openai.RateLimitError):
-        retry_after: float | None = None
-        try:
-            retry_after = float(exc.response.headers.get("retry-after", ""))
-        except ValueError:
-            retry_after = None
-        return "rate_limited", f"HTTP 429: {_status_snippet(exc)}", True, retry_after
-    if isinstance(exc, openai.APIStatusError):
-        code = exc.status_code
-        kind = "server_error" if code >= 500 else "http_error"
-        return kind, f"HTTP {code}: {_status_snippet(exc)}", code >= 500, None
-    if isinstance(exc, openai.APIError):
-        return "bad_response", f"{type(exc).__name__}: {exc}", False, None
-    return "unexpected", f"{type(exc).__name__}: {exc}", False, None
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS verification context, built once per process: building it (loading the CA bundle) costs
-    about 0.1 s, which every batch would otherwise pay, since each batch needs a client on its own event loop."""
-    return httpx.create_ssl_context()
-
-
-def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run `coro` to completion from sync code: directly when this thread has no event loop (the usual case,
-    including worker threads), else on a fresh thread, because `asyncio.run` refuses to nest inside a running loop
-    (Jupyter, an async caller that forgot `ajudge`)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openai-judge") as pool:
-        return pool.submit(asyncio.run, coro).result()
+def _prompt_namespace(prompt: JudgePrompt) -> dict[str, str]:
+    return {"prompt": prompt.ref, "prompt_sha256": prompt.sha256}
 
 
 class OpenAIJudge:
@@ -267,7 +155,7 @@ class OpenAIJudge:
 
     def __init__(self, config: OpenAIJudgeConfig) -> None:
         self.config = config
-        self._totals = _Counts()
+        self._totals = CallCounts()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
@@ -303,7 +191,7 @@ class OpenAIJudge:
         reqs = list(requests)
         if not reqs:
             return []
-        verdicts, counts = _run_coroutine(self._judge_batch(reqs))
+        verdicts, counts = run_coroutine(self._judge_batch(reqs))
         return self._finish(verdicts, counts)
 
     async def ajudge(self, requests: Sequence[JudgeRequest]) -> list[JudgeVerdict]:
@@ -315,7 +203,7 @@ class OpenAIJudge:
         return self._finish(verdicts, counts)
 
     # ------------------------------------------------------------------ internals
-    def _finish(self, verdicts: list[JudgeVerdict], counts: _Counts) -> list[JudgeVerdict]:
+    def _finish(self, verdicts: list[JudgeVerdict], counts: CallCounts) -> list[JudgeVerdict]:
         with self._lock:
             self._totals.add(counts)
         failed = sum(counts.failures.values())
@@ -340,12 +228,11 @@ class OpenAIJudge:
             body["extra_body"] = cfg.extra_body
         return body
 
-    async def _judge_batch(self, reqs: list[JudgeRequest]) -> tuple[list[JudgeVerdict], _Counts]:
-        counts = _Counts(requests=len(reqs))
+    async def _judge_batch(self, reqs: list[JudgeRequest]) -> tuple[list[JudgeVerdict], CallCounts]:
+        counts = CallCounts()
         verdicts: list[JudgeVerdict | None] = [None] * len(reqs)
-        # request index -> cache key; key -> (body, prompt) for the distinct requests
-        key_of: dict[int, str] = {}
-        planned: dict[str, tuple[dict[str, Any], JudgePrompt]] = {}
+        asked: list[int] = []  # indices of the requests that render, in order
+        chat: list[ChatRequest] = []
         for i, req in enumerate(reqs):
             try:
                 prompt = prompt_for_source(req.source)
@@ -354,29 +241,15 @@ class OpenAIJudge:
                 verdicts[i] = JudgeVerdict(value=None, error=f"{exc.kind}: {exc}")
                 counts.failures[exc.kind] += 1
                 continue
-            key = request_cache_key(body, prompt)
-            key_of[i] = key
-            planned.setdefault(key, (body, prompt))
-
-        cache = SqliteReplyCache(self.config.cache_path) if self.config.cache_path is not None else None
-        try:
-            outcomes: dict[str, _Outcome] = {}
-            if cache is not None:
-                outcomes = {k: _Outcome(reply=r) for k, r in cache.get_many(planned).items()}
-            counts.cache_hits = sum(1 for k in key_of.values() if k in outcomes)
-            to_fetch = [k for k in planned if k not in outcomes]
-            counts.deduplicated = sum(1 for k in key_of.values() if k not in outcomes) - len(to_fetch)
-            if to_fetch:
-                fetched = await self._fetch_all([(k, *planned[k]) for k in to_fetch], cache, counts)
-                outcomes.update(fetched)
-        finally:
-            if cache is not None:
-                cache.close()
-
-        for i, key in key_of.items():
-            outcome = outcomes[key]
+            asked.append(i)
+            chat.append(ChatRequest(body, _prompt_namespace(prompt), prompt.ref))
+        counts.requests += len(reqs) - len(asked)  # fetch_replies counts the ones it is given
+        outcomes = (
+            await fetch_replies(self.config, chat, counts, table=CACHE_TABLE, name="openai judge") if chat else []
+        )
+        for i, outcome in zip(asked, outcomes, strict=True):
             if outcome.reply is None:
-                verdicts[i] = JudgeVerdict(value=None, error=f"{outcome.kind}: {outcome.reason}")
+                verdicts[i] = JudgeVerdict(value=None, error=outcome.error)
                 counts.failures[outcome.kind or "unexpected"] += 1
                 continue
             try:
@@ -388,77 +261,3 @@ class OpenAIJudge:
         if missing:  # a bug here, not a judge failure: never hand back misaligned verdicts
             raise RuntimeError(f"openai judge produced no verdict for requests {missing[:10]}")
         return [v for v in verdicts if v is not None], counts
-
-    async def _fetch_all(
-        self,
-        jobs: list[tuple[str, dict[str, Any], JudgePrompt]],
-        cache: SqliteReplyCache | None,
-        counts: _Counts,
-    ) -> dict[str, _Outcome]:
-        cfg = self.config
-        api_key = os.environ.get(cfg.api_key_env) or LOCAL_API_KEY
-        semaphore = asyncio.Semaphore(cfg.concurrency)
-        # The client's own retries are off: ours classify and count every attempt.
-        async with openai.AsyncOpenAI(
-            base_url=cfg.base_url,
-            api_key=api_key,
-            timeout=cfg.timeout_s,
-            max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context()),
-        ) as client:
-
-            async def one(key: str, body: dict[str, Any], prompt: JudgePrompt) -> tuple[str, _Outcome]:
-                outcome = await self._fetch(client, semaphore, body, counts)
-                if outcome.reply is not None and cache is not None:
-                    try:
-                        cache.put(key, outcome.reply, cfg.model, prompt.ref, body)
-                    except sqlite3.Error as exc:  # a reply in hand is worth more than its cache entry
-                        counts.cache_write_errors += 1
-                        log.warning("openai judge: could not cache a reply in %s: %s", cfg.cache_path, exc)
-                return key, outcome
-
-            results = await asyncio.gather(*(one(k, b, p) for k, b, p in jobs))
-        return dict(results)
-
-    async def _fetch(
-        self, client: openai.AsyncOpenAI, semaphore: asyncio.Semaphore, body: dict[str, Any], counts: _Counts
-    ) -> _Outcome:
-        """One request with retries; the semaphore is held only while a call is in flight, not while backing off."""
-        cfg = self.config
-        attempt = 0
-        while True:
-            async with semaphore:
-                counts.http_calls += 1
-                try:
-                    async with asyncio.timeout(cfg.timeout_s):
-                        completion = await client.chat.completions.create(**body)
-                except Exception as exc:  # classified below; a single request must never raise
-                    kind, reason, retryable, retry_after = _classify(exc)
-                else:
-                    return _reply_of(completion)
-            if not retryable or attempt >= cfg.max_retries:
-                tries = f" (after {attempt + 1} attempts)" if attempt else ""
-                return _Outcome(reply=None, kind=kind, reason=reason + tries)
-            attempt += 1
-            counts.retries += 1
-            delay = min(cfg.backoff_s * 2 ** (attempt - 1), cfg.backoff_max_s)
-            if retry_after is not None:
-                delay = min(max(delay, retry_after), cfg.backoff_max_s)
-            log.debug("openai judge: %s (%s); retry %d in %.2fs", kind, reason, attempt, delay)
-            await asyncio.sleep(delay)
-
-
-def _reply_of(completion: Any) -> _Outcome:
-    """The reply text, as the published code read it (`choices[0].message.content`); reasoning fields are ignored."""
-    choices = getattr(completion, "choices", None)
-    if not choices:
-        return _Outcome(reply=None, kind="bad_response", reason="the completion has no choices")
-    content = choices[0].message.content
-    if content is None:
-        finish = getattr(choices[0], "finish_reason", None)
-        return _Outcome(
-            reply=None,
-            kind="bad_response",
-            reason=f"the reply has no content (finish_reason={finish!r}; a thinking judge may have hit max_tokens)",
-        )
-    return _Outcome(reply=content)
