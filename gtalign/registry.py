@@ -1,0 +1,588 @@
+"""The MLflow model registry: log the trained policy as a pyfunc, register it as a challenger, promote by a gate.
+
+Three drivers (the `gtalign registry` CLI, the `dvc repro` stage, the Dagster `promotion_gate` check) all call the
+same two functions, so a release decision cannot depend on how it was launched:
+
+- `register(...)` logs the Hugging Face checkpoint as a models-from-code pyfunc (`gtalign/pyfunc_model.py`, with the
+  `gtalign` package bundled as code), registers a new version of `gtalign-assistant`, gives it the alias
+  `challenger`, and tags it with its evaluation metrics (`gtalign.metric.<name>`) and the DVC data version.
+- `promote(...)` is the gate: the challenger becomes `champion` only if its mean social welfare beats the
+  champion's (or there is no champion) and no source's answer quality drops by more than a tolerance. The decision
+  and its reasons are written as tags on the challenger version either way, and a `PromotionDecision` comes back.
+
+Metrics come from the evaluation's flat JSON (`artifacts/metrics/evaluation.json`) through a key mapping (see
+`MetricKeys`): by default `<model>/welfare_mean` becomes `welfare_mean` and every `<model>/answer/<source>` becomes
+`answer/<source>`, the names the gate reads. Metrics live on the model version as tags, not only on the run, because
+the gate must compare two versions that may come from different runs, experiments or even tracking servers' eras.
+
+Aliases, not stages: stages are deprecated in MLflow 3. Note that `search_model_versions` returns empty `aliases`,
+so aliases are always read with `get_model_version_by_alias`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models import ModelSignature
+
+MODEL_NAME = "gtalign-assistant"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+ARTIFACT_NAME = "assistant"  # the logged model's name inside its run
+
+METRIC_TAG_PREFIX = "gtalign.metric."
+DATA_VERSION_TAG = "gtalign.data_version"
+EVALUATED_MODEL_TAG = "gtalign.evaluated_model"
+CHECKPOINT_TAG = "gtalign.checkpoint"
+DECISION_TAG = "gtalign.promotion.decision"
+REASONS_TAG = "gtalign.promotion.reasons"
+COMPARED_TO_TAG = "gtalign.promotion.compared_to"
+TOLERANCE_TAG = "gtalign.promotion.tolerance"
+GATE_METRIC_TAG = "gtalign.promotion.metric"
+DECIDED_AT_TAG = "gtalign.promotion.decided_at"
+SUPERSEDED_BY_TAG = "gtalign.promotion.superseded_by"
+
+_TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
+_EPS = 1e-9  # float slack so that a drop of exactly the tolerance passes
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot proceed (no such model, no challenger, metrics missing from the evaluation)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics: evaluation.json -> the registry's metric names
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricKeys:
+    """How the evaluation's flat metrics dict maps to the metric names stored on a model version.
+
+    `keys` maps one registry name to one evaluation key; `prefixes` maps a registry prefix to an evaluation prefix,
+    and every evaluation key under it is copied with the prefix swapped. `{model}` in either template is the
+    evaluated model's name (e.g. the RL variant `cobb_douglas`). Every key must exist and every prefix must match at
+    least one key: an empty match is a misconfigured mapping, and a silently vacuous gate would promote anything.
+    """
+
+    keys: Mapping[str, str] = field(default_factory=lambda: {"welfare_mean": "{model}/welfare_mean"})
+    prefixes: Mapping[str, str] = field(default_factory=lambda: {"answer/": "{model}/answer/"})
+
+    def select(self, evaluation: Mapping[str, Any], model: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, template in self.keys.items():
+            key = template.format(model=model)
+            if key not in evaluation:
+                near = sorted(k for k in evaluation if k.startswith(f"{model}/"))[:10]
+                raise RegistryError(f"evaluation has no key {key!r} (for {name!r}); keys for {model!r}: {near}")
+            out[name] = _finite(evaluation[key], key)
+        for name_prefix, template in self.prefixes.items():
+            prefix = template.format(model=model)
+            matched = {k: v for k, v in evaluation.items() if k.startswith(prefix) and len(k) > len(prefix)}
+            if not matched:
+                raise RegistryError(f"evaluation has no keys under {prefix!r} (for {name_prefix!r}*)")
+            out.update({name_prefix + k[len(prefix) :]: _finite(v, k) for k, v in matched.items()})
+        return out
+
+    @classmethod
+    def from_params(cls, registry_section: Mapping[str, Any]) -> MetricKeys:
+        default = cls()
+        keys = registry_section.get("metric_keys")
+        prefixes = registry_section.get("metric_prefixes")
+        return cls(
+            keys=dict(keys) if keys is not None else default.keys,
+            prefixes=dict(prefixes) if prefixes is not None else default.prefixes,
+        )
+
+
+def _finite(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise RegistryError(f"evaluation metric {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def read_metrics(path: str | Path, model: str, keys: MetricKeys | None = None) -> dict[str, float]:
+    """The registry metrics of `model` from an evaluation JSON file (a flat dict)."""
+    path = Path(path)
+    if not path.exists():
+        raise RegistryError(f"{path}: no such metrics file (run the evaluation first)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: expected a flat JSON object, got {type(data).__name__}")
+    return (keys or MetricKeys()).select(data, model)
+
+
+def metrics_of(version: ModelVersion) -> dict[str, float]:
+    """The metrics a version was registered with (its `gtalign.metric.*` tags)."""
+    out: dict[str, float] = {}
+    for key, value in (version.tags or {}).items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                out[key[len(METRIC_TAG_PREFIX) :]] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration (params.yaml `registry:`)
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The `registry:` section of params.yaml, typed; every field has the default documented there."""
+
+    model_name: str = MODEL_NAME
+    model_dir: str = "artifacts/models/rl/cobb_douglas"
+    metrics_file: str = "artifacts/metrics/evaluation.json"
+    evaluated_model: str = "cobb_douglas"
+    metric_keys: MetricKeys = field(default_factory=MetricKeys)
+    gate_metric: str = "welfare_mean"
+    answer_prefix: str = "answer/"
+    tolerance: float = 0.02
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    prompt_style: str = "compact"
+    decision_file: str = "artifacts/metrics/promotion.json"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RegistryConfig:
+        section = dict(params.get("registry") or {})
+        gate = dict(section.get("gate") or {})
+        serving = dict(section.get("serving") or {})
+        d = cls()
+        return cls(
+            model_name=str(section.get("model_name", d.model_name)),
+            model_dir=str(section.get("model_dir", d.model_dir)),
+            metrics_file=str(section.get("metrics_file", d.metrics_file)),
+            evaluated_model=str(section.get("evaluated_model", d.evaluated_model)),
+            metric_keys=MetricKeys.from_params(section),
+            gate_metric=str(gate.get("metric", d.gate_metric)),
+            answer_prefix=str(gate.get("answer_prefix", d.answer_prefix)),
+            tolerance=float(gate.get("tolerance", d.tolerance)),
+            max_new_tokens=int(serving.get("max_new_tokens", d.max_new_tokens)),
+            temperature=float(serving.get("temperature", d.temperature)),
+            prompt_style=str(serving.get("prompt_style", d.prompt_style)),
+            decision_file=str(section.get("decision_file", d.decision_file)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logging and registration
+# ---------------------------------------------------------------------------------------------------------------
+def signature(max_new_tokens: int = 256, temperature: float = 0.0) -> ModelSignature:
+    """Chat messages in, the four-block answer out; the params' defaults are the serving defaults."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Object, ParamSchema, ParamSpec, Property, Schema
+
+    message = Object([Property("role", DataType.string), Property("content", DataType.string)])
+    return ModelSignature(
+        inputs=Schema([ColSpec(Array(message), "messages")]),
+        outputs=Schema(
+            [
+                ColSpec(DataType.string, "completion", required=False),
+                ColSpec(DataType.string, "response", required=False),
+                ColSpec(DataType.boolean, "format_ok", required=False),
+                ColSpec(DataType.string, "format_error", required=False),
+                ColSpec(DataType.string, "pricing", required=False),
+            ]
+        ),
+        params=ParamSchema(
+            [
+                ParamSpec("max_new_tokens", DataType.long, int(max_new_tokens)),
+                ParamSpec("temperature", DataType.double, float(temperature)),
+                ParamSpec("return", DataType.string, "full"),
+                ParamSpec("pricing", DataType.string, ""),
+            ]
+        ),
+    )
+
+
+def _requirements() -> list[str]:
+    """Pinned where the serialisation format matters (mlflow, transformers), loose for torch (CPU or CUDA build)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = ["torch"]
+    for pkg in ("mlflow", "transformers", "tokenizers", "pandas"):
+        try:
+            out.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            out.append(pkg)
+    return out
+
+
+def _bundle_package(dest: Path) -> Path:
+    """A clean copy of the `gtalign` package (no caches) to ship as the model's code path.
+
+    Bundling makes the model loadable in any process with the pip requirements, and pins the parsing and prompt code
+    to the version the model was registered with.
+    """
+    src = Path(__file__).resolve().parent
+    target = dest / "gtalign"
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def client_for(client_or_uri: MlflowClient | str | None = None, root: Path | None = None) -> MlflowClient:
+    """An MlflowClient whose registry is the tracking store (a URI, the project default, or a given client)."""
+    from mlflow import MlflowClient
+
+    if isinstance(client_or_uri, MlflowClient):
+        return client_or_uri
+    from gtalign.tracking import default_tracking_uri
+
+    uri = client_or_uri or default_tracking_uri(root or Path("."))
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new model version: where it is, what it was evaluated at, and which alias it got."""
+
+    name: str
+    version: str
+    model_uri: str  # models:/<name>/<version>
+    run_id: str
+    model_id: str | None
+    metrics: dict[str, float]
+    data_version: str | None
+    alias: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def register(
+    root: Path,
+    model_dir: str | Path,
+    metrics: Mapping[str, float],
+    *,
+    name: str = MODEL_NAME,
+    tracking_uri: str | None = None,
+    alias: str = CHALLENGER,
+    evaluated_model: str | None = None,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    prompt_style: str = "compact",
+    tags: Mapping[str, str] | None = None,
+) -> Registration:
+    """Log `model_dir` (a Hugging Face folder) as the assistant pyfunc and register it as a new `alias` version.
+
+    `metrics` use the registry names (`welfare_mean`, `answer/<source>`, ...; see `read_metrics`); they go to the run
+    as metrics and to the version as `gtalign.metric.*` tags, the latter being what `promote` compares.
+    """
+    import mlflow
+
+    from gtalign.tracking import data_version, run
+
+    root = Path(root)
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise RegistryError(f"{model_dir}: not a Hugging Face model folder (no config.json)")
+    metrics = {k: _finite(v, k) for k, v in metrics.items()}
+    data_ver = data_version(root)
+    run_params = {
+        "registry": {
+            "name": name,
+            "model_dir": str(model_dir),
+            "evaluated_model": evaluated_model or "",
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "prompt_style": prompt_style,
+        }
+    }
+    with (
+        run(root, "register", params=run_params, tracking_uri=tracking_uri) as active,
+        tempfile.TemporaryDirectory(prefix="gtalign-code-") as tmp,
+    ):
+        with warnings.catch_warnings():
+            # By design: an input example would run the model at logging time. (The "Add type hints" warning is
+            # by design too, since hints would drop the params schema, but MLflow re-enables it internally.)
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
+            info = mlflow.pyfunc.log_model(
+                name=ARTIFACT_NAME,
+                python_model=str(PYFUNC_FILE),
+                artifacts={"hf_dir": str(model_dir)},
+                code_paths=[str(_bundle_package(Path(tmp)))],
+                signature=signature(max_new_tokens, temperature),
+                pip_requirements=_requirements(),
+                model_config={"prompt_style": prompt_style, "seed": 0},
+            )
+        if metrics:
+            mlflow.log_metrics(metrics)
+        run_id = active.info.run_id
+        uri = mlflow.get_tracking_uri()
+    client = client_for(uri)
+    version_tags = {
+        **{f"{METRIC_TAG_PREFIX}{k}": repr(v) for k, v in metrics.items()},
+        DATA_VERSION_TAG: data_ver or "unknown",
+        CHECKPOINT_TAG: str(model_dir),
+        **({EVALUATED_MODEL_TAG: evaluated_model} if evaluated_model else {}),
+        **dict(tags or {}),
+    }
+    _ensure_registered_model(client, name)
+    mv = client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
+    )
+    client.set_registered_model_alias(name, alias, mv.version)
+    return Registration(
+        name, str(mv.version), f"models:/{name}/{mv.version}", run_id, info.model_id, metrics, data_ver, alias
+    )
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name,
+            description="GTAlign assistant: chat messages in, the four-block answer (thinking, payoff, analyze, "
+            "response) out. Aliases: challenger = latest registered, champion = passed the promotion gate.",
+        )
+
+
+def register_from_params(
+    root: Path,
+    params: Mapping[str, Any],
+    *,
+    model_dir: str | Path | None = None,
+    metrics_file: str | Path | None = None,
+    evaluated_model: str | None = None,
+    tracking_uri: str | None = None,
+) -> Registration:
+    """`register` with every default from params.yaml `registry:` (relative paths are under `root`)."""
+    cfg = RegistryConfig.from_params(params)
+    model = evaluated_model or cfg.evaluated_model
+    metrics = read_metrics(Path(root) / (metrics_file or cfg.metrics_file), model, cfg.metric_keys)
+    return register(
+        root,
+        Path(root) / (model_dir or cfg.model_dir),
+        metrics,
+        name=cfg.model_name,
+        tracking_uri=tracking_uri,
+        evaluated_model=model,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        prompt_style=cfg.prompt_style,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The promotion gate
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GateResult:
+    """The pure part of a decision: pass or not, and why (every failing check, or what made it pass)."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+
+
+def gate(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    *,
+    tolerance: float,
+    metric: str = "welfare_mean",
+    per_source_answer_prefix: str = "answer/",
+    challenger_version: str = "?",
+    champion_version: str | None = None,
+) -> GateResult:
+    """Compare two versions' metrics; no I/O, so the rule itself is unit-testable.
+
+    Passes when the challenger has `metric` and either there is no champion, or its `metric` is strictly higher and
+    no `<prefix><source>` the champion has drops by more than `tolerance` (absolute, in the metric's own units) or is
+    missing. A champion without `metric` cannot be beaten on evidence, so it blocks (move the alias by hand).
+    """
+    if not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
+    if metric not in challenger:
+        return GateResult(False, (f"challenger v{challenger_version} has no {metric!r} metric",))
+    new = challenger[metric]
+    if champion is None:
+        return GateResult(True, (f"no champion yet; v{challenger_version} is the first ({metric} {new:.4f})",))
+    if metric not in champion:
+        return GateResult(False, (f"champion v{champion_version} has no {metric!r} metric to compare against",))
+    failures: list[str] = []
+    old = champion[metric]
+    welfare_ok = new > old
+    welfare_reason = f"{metric} {new:.4f} {'>' if welfare_ok else '<='} champion v{champion_version} {old:.4f}"
+    if not welfare_ok:
+        failures.append(welfare_reason)
+    sources = sorted(k for k in champion if k.startswith(per_source_answer_prefix))
+    for key in sources:
+        if key not in challenger:
+            failures.append(f"{key} missing for challenger (champion v{champion_version} {champion[key]:.4f})")
+            continue
+        drop = champion[key] - challenger[key]
+        if drop > tolerance + _EPS:
+            failures.append(
+                f"{key} dropped {drop:.4f} ({champion[key]:.4f} -> {challenger[key]:.4f}) > tolerance {tolerance:.4f}"
+            )
+    if failures:
+        return GateResult(False, tuple(failures))
+    return GateResult(
+        True,
+        (welfare_reason, f"no source's answer quality dropped more than {tolerance:.4f} ({len(sources)} compared)"),
+    )
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What `promote` decided about the challenger, and the champion afterwards."""
+
+    name: str
+    version: str  # the challenger that was judged
+    promoted: bool
+    reasons: tuple[str, ...]
+    previous_champion: str | None
+    champion: str | None  # after the decision
+    metric: str
+    tolerance: float
+    challenger_value: float | None
+    champion_value: float | None
+
+    @property
+    def decision(self) -> Literal["promoted", "rejected"]:
+        return "promoted" if self.promoted else "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reasons": list(self.reasons), "decision": self.decision}
+
+
+def _version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def promote(
+    client_or_uri: MlflowClient | str | None,
+    name: str = MODEL_NAME,
+    *,
+    tolerance: float,
+    metric: str = "welfare_mean",
+    per_source_answer_prefix: str = "answer/",
+) -> PromotionDecision:
+    """The promotion gate (the one function every driver calls): judge `@challenger` against `@champion`.
+
+    Promoted: `champion` moves to the challenger, the old champion gets `gtalign.promotion.superseded_by`. Either
+    way the challenger gets `gtalign.promotion.{decision,reasons,compared_to,metric,tolerance,decided_at}` tags.
+    Idempotent: judging a challenger that already is the champion changes nothing and reports it promoted.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(client_or_uri)
+    try:
+        client.get_registered_model(name)
+    except MlflowException as e:
+        raise RegistryError(f"no registered model {name!r} in {client.tracking_uri}") from e
+    challenger = _version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"{name!r} has no {CHALLENGER!r} version to promote (register one first)")
+    champion = _version_by_alias(client, name, CHAMPION)
+    new_metrics = metrics_of(challenger)
+    old_metrics = metrics_of(champion) if champion is not None else None
+    version, old_version = str(challenger.version), (str(champion.version) if champion is not None else None)
+
+    def decision(passed: bool, reasons: tuple[str, ...], now_champion: str | None) -> PromotionDecision:
+        return PromotionDecision(
+            name=name,
+            version=version,
+            promoted=passed,
+            reasons=reasons,
+            previous_champion=old_version,
+            champion=now_champion,
+            metric=metric,
+            tolerance=float(tolerance),
+            challenger_value=new_metrics.get(metric),
+            champion_value=(old_metrics or {}).get(metric),
+        )
+
+    if old_version == version:
+        return decision(True, (f"v{version} is already the champion",), version)
+    result = gate(
+        new_metrics,
+        old_metrics,
+        tolerance=tolerance,
+        metric=metric,
+        per_source_answer_prefix=per_source_answer_prefix,
+        challenger_version=version,
+        champion_version=old_version,
+    )
+    tags = {
+        DECISION_TAG: "promoted" if result.passed else "rejected",
+        REASONS_TAG: "; ".join(result.reasons)[:_TAG_VALUE_LIMIT],
+        COMPARED_TO_TAG: old_version or "none",
+        GATE_METRIC_TAG: metric,
+        TOLERANCE_TAG: repr(float(tolerance)),
+        DECIDED_AT_TAG: datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if result.passed:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if old_version is not None:
+            client.set_model_version_tag(name, old_version, SUPERSEDED_BY_TAG, version)
+    return decision(result.passed, result.reasons, version if result.passed else old_version)
+
+
+def promote_from_params(
+    params: Mapping[str, Any], client_or_uri: MlflowClient | str | None = None, *, tolerance: float | None = None
+) -> PromotionDecision:
+    """`promote` with the gate settings of params.yaml `registry.gate` (tolerance overridable per call)."""
+    cfg = RegistryConfig.from_params(params)
+    return promote(
+        client_or_uri,
+        cfg.model_name,
+        tolerance=cfg.tolerance if tolerance is None else tolerance,
+        metric=cfg.gate_metric,
+        per_source_answer_prefix=cfg.answer_prefix,
+    )
+
+
+def write_decision(decision: PromotionDecision, path: str | Path) -> Path:
+    """The decision as JSON (the DVC stage's output and `dvc metrics` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(decision.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def champion_uri(name: str = MODEL_NAME) -> str:
+    """What to pass to `mlflow.pyfunc.load_model` for the current champion."""
+    return f"models:/{name}@{CHAMPION}"
+
+
+def describe(client_or_uri: MlflowClient | str | None, name: str = MODEL_NAME) -> dict[str, Any]:
+    """The aliased versions with their tags (for `gtalign registry show` and the Dagster `champion` asset)."""
+    client = client_for(client_or_uri)
+    out: dict[str, Any] = {"name": name, "aliases": {}}
+    for alias in (CHAMPION, CHALLENGER):
+        mv = _version_by_alias(client, name, alias)
+        if mv is not None:
+            out["aliases"][alias] = {
+                "version": str(mv.version),
+                "model_uri": f"models:/{name}/{mv.version}",
+                "run_id": mv.run_id,
+                "metrics": metrics_of(mv),
+                "tags": {k: v for k, v in (mv.tags or {}).items() if not k.startswith(METRIC_TAG_PREFIX)},
+            }
+    return out

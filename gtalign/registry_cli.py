@@ -1,0 +1,176 @@
+"""`gtalign registry ...`: register the trained policy, run the promotion gate, inspect and query the registry.
+
+Mounted by `gtalign.cli` as `app.add_typer(registry_app, name="registry")`. Every command reads params.yaml
+`registry:` for its defaults and calls `gtalign.registry`, the same functions the DVC stage and Dagster use.
+Heavy imports (mlflow, torch) happen inside the commands so that `gtalign --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+registry_app = typer.Typer(
+    help="MLflow model registry: register the assistant (challenger), promote it by the gate (champion).",
+    no_args_is_help=True,
+)
+
+ROOT = typer.Option("--root", help="repo root (params.yaml, artifacts/, mlflow.db)")
+PARAMS = typer.Option("--params", help="params file (default: <root>/params.yaml)")
+TRACKING_URI = typer.Option(
+    "--tracking-uri",
+    help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db)",
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _params(root: Path, params: Path | None) -> dict[str, Any]:
+    from gtalign.config import ParamsError, load_params
+
+    path = params or root / "params.yaml"
+    if params is None and not path.exists():
+        return {}  # every registry setting has a default
+    try:
+        return load_params(path)
+    except ParamsError as e:
+        raise _fail(str(e)) from None
+
+
+def _uri(root: Path, tracking_uri: str | None) -> str:
+    from gtalign.tracking import default_tracking_uri
+
+    return tracking_uri or default_tracking_uri(root)
+
+
+@registry_app.command("register")
+def register_cmd(
+    root: Annotated[Path, ROOT] = Path("."),
+    params: Annotated[Path | None, PARAMS] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Hugging Face checkpoint folder (default: registry.model_dir)")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="evaluation metrics JSON, a flat dict (default: registry.metrics_file)")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="whose metrics in the file describe the checkpoint (default: registry.evaluated_model)"),
+    ] = None,
+    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+) -> None:
+    """Log the checkpoint as the assistant pyfunc and register it as a new version with the alias `challenger`."""
+    from gtalign.registry import RegistryError, register_from_params
+
+    root = root.resolve()
+    try:
+        reg = register_from_params(
+            root,
+            _params(root, params),
+            model_dir=model_dir,
+            metrics_file=metrics,
+            evaluated_model=model,
+            tracking_uri=_uri(root, tracking_uri),
+        )
+    except RegistryError as e:
+        raise _fail(str(e), code=1) from None
+    typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
+    for key, value in sorted(reg.metrics.items()):
+        typer.echo(f"  {key} = {value:.4f}")
+
+
+@registry_app.command("promote")
+def promote_cmd(
+    root: Annotated[Path, ROOT] = Path("."),
+    params: Annotated[Path | None, PARAMS] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(min=0.0, help="max allowed drop of any source's answer quality (default: params)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="write the decision JSON here (default: registry.decision_file)")
+    ] = None,
+    fail_on_reject: Annotated[bool, typer.Option(help="exit 3 when the challenger is rejected")] = False,
+    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+) -> None:
+    """Run the promotion gate: @challenger becomes @champion only if it beats it without hurting any source."""
+    from gtalign.registry import RegistryConfig, RegistryError, promote_from_params, write_decision
+
+    root = root.resolve()
+    p = _params(root, params)
+    try:
+        decision = promote_from_params(p, _uri(root, tracking_uri), tolerance=tolerance)
+    except RegistryError as e:
+        raise _fail(str(e), code=1) from None
+    path = write_decision(decision, output or root / RegistryConfig.from_params(p).decision_file)
+    typer.echo(f"{decision.name} v{decision.version}: {decision.decision.upper()} (champion: v{decision.champion})")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"decision written to {path}")
+    if fail_on_reject and not decision.promoted:
+        raise typer.Exit(3)
+
+
+@registry_app.command("release")
+def release_cmd(
+    root: Annotated[Path, ROOT] = Path("."),
+    params: Annotated[Path | None, PARAMS] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="checkpoint folder (default: registry.model_dir)")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="evaluation JSON (default: registry.metrics_file)")] = None,
+    output: Annotated[Path | None, typer.Option(help="decision JSON (default: registry.decision_file)")] = None,
+    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+) -> None:
+    """register + promote in one command (the DVC stage)."""
+    register_cmd(root, params, model_dir, metrics, None, tracking_uri)
+    promote_cmd(root, params, None, output, False, tracking_uri)
+
+
+@registry_app.command("show")
+def show_cmd(
+    root: Annotated[Path, ROOT] = Path("."),
+    params: Annotated[Path | None, PARAMS] = None,
+    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+) -> None:
+    """The champion and challenger versions with their metrics and promotion tags, as JSON."""
+    from gtalign.registry import RegistryConfig, describe
+
+    root = root.resolve()
+    name = RegistryConfig.from_params(_params(root, params)).model_name
+    typer.echo(json.dumps(describe(_uri(root, tracking_uri), name), indent=2))
+
+
+@registry_app.command("predict")
+def predict_cmd(
+    prompts: Annotated[list[str], typer.Argument(help="user messages, one chat each")],
+    root: Annotated[Path, ROOT] = Path("."),
+    params: Annotated[Path | None, PARAMS] = None,
+    alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="default: the model's signature")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0)] = None,
+    return_: Annotated[str, typer.Option("--return", help="full | response")] = "full",
+    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+) -> None:
+    """Load `models:/<name>@<alias>` like any client would and answer the prompts (one JSON line each)."""
+    import mlflow
+
+    from gtalign.registry import RegistryConfig
+
+    root = root.resolve()
+    name = RegistryConfig.from_params(_params(root, params)).model_name
+    uri = _uri(root, tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    run_params: dict[str, Any] = {"return": return_}
+    if max_new_tokens is not None:
+        run_params["max_new_tokens"] = max_new_tokens
+    if temperature is not None:
+        run_params["temperature"] = temperature
+    out = model.predict([{"messages": [{"role": "user", "content": p}]} for p in prompts], params=run_params)
+    for row in out.to_dict("records"):
+        typer.echo(json.dumps(row, ensure_ascii=False))

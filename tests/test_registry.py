@@ -1,0 +1,487 @@
+"""The model registry on a real sqlite MLflow store: metric mapping, the promotion gate both ways (exact reasons),
+the pyfunc loaded by alias in a fresh process, the `gtalign registry` CLI and the Dagster assets + blocking check.
+
+The server end-to-end test is in test_registry_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gtalign
+from gtalign import registry
+from gtalign.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DECISION_TAG,
+    MODEL_NAME,
+    REASONS_TAG,
+    MetricKeys,
+    RegistryConfig,
+    RegistryError,
+    gate,
+    promote,
+    register,
+)
+
+DATA_MD5 = "0123456789abcdef0123456789abcdef.dir"
+
+
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny HF model per session (shared through the session's base temp dir with the server test file)."""
+    from gtalign.modeling import build_base_model
+
+    path = tmp_path_factory.getbasetemp() / "registry-tiny-model"
+    if not (path / "config.json").exists():
+        corpus = [p.read_text(encoding="utf-8") for p in sorted(Path(gtalign.__file__).parent.rglob("*.py"))]
+        build_base_model(path, corpus)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A project root with a DVC data pointer, so registrations carry a data version."""
+    (tmp_path / "data.dvc").write_text(f"outs:\n- md5: {DATA_MD5}\n  path: data\n")
+    return tmp_path
+
+
+@pytest.fixture
+def uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def metrics(welfare: float, **answers: float) -> dict[str, float]:
+    return {"welfare_mean": welfare, **{f"answer/{k.replace('_', '-')}": v for k, v in answers.items()}}
+
+
+def tags_of(uri: str, version: str) -> dict[str, str]:
+    return dict(registry.client_for(uri).get_model_version(MODEL_NAME, version).tags)
+
+
+def alias_version(uri: str, alias: str) -> str | None:
+    client = registry.client_for(uri)
+    try:
+        return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metric mapping
+# ---------------------------------------------------------------------------------------------------------------
+EVALUATION = {
+    "cobb_douglas/welfare_mean": 0.41,
+    "cobb_douglas/answer/math-hard": 0.5,
+    "cobb_douglas/answer/wildguard": 0.9,
+    "cobb_douglas/format_rate": 1.0,
+    "sft/welfare_mean": 0.2,
+    "sft/answer/math-hard": 0.7,
+}
+
+
+def test_default_mapping_selects_the_models_welfare_and_answers() -> None:
+    assert MetricKeys().select(EVALUATION, "cobb_douglas") == {
+        "welfare_mean": 0.41,
+        "answer/math-hard": 0.5,
+        "answer/wildguard": 0.9,
+    }
+    assert MetricKeys().select(EVALUATION, "sft") == {"welfare_mean": 0.2, "answer/math-hard": 0.7}
+
+
+def test_custom_mapping_from_params() -> None:
+    section = {
+        "metric_keys": {"welfare_mean": "{model}/welfare_mean", "format": "{model}/format_rate"},
+        "metric_prefixes": {"answer/": "{model}/answer/"},
+    }
+    keys = MetricKeys.from_params(section)
+    assert keys.select(EVALUATION, "cobb_douglas")["format"] == 1.0
+    everything = MetricKeys(keys={}, prefixes={"": "{model}/"}).select(EVALUATION, "cobb_douglas")
+    assert set(everything) == {"welfare_mean", "answer/math-hard", "answer/wildguard", "format_rate"}
+
+
+def test_mapping_fails_loudly() -> None:
+    with pytest.raises(RegistryError, match=r"no key 'grpo/welfare_mean' \(for 'welfare_mean'\)"):
+        MetricKeys().select(EVALUATION, "grpo")
+    with pytest.raises(RegistryError, match=r"no keys under 'x/answer/'"):
+        MetricKeys().select({"x/welfare_mean": 0.1}, "x")
+    with pytest.raises(RegistryError, match="must be a finite number, got nan"):
+        MetricKeys().select({"x/welfare_mean": math.nan, "x/answer/a": 0.1}, "x")
+    with pytest.raises(RegistryError, match="got 'high'"):
+        MetricKeys().select({"x/welfare_mean": 0.1, "x/answer/a": "high"}, "x")
+
+
+def test_read_metrics_file(tmp_path: Path) -> None:
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(EVALUATION))
+    assert registry.read_metrics(path, "sft") == {"welfare_mean": 0.2, "answer/math-hard": 0.7}
+    with pytest.raises(RegistryError, match="no such metrics file"):
+        registry.read_metrics(tmp_path / "missing.json", "sft")
+
+
+def test_registry_config_reads_the_repo_params() -> None:
+    from gtalign.config import load_params
+
+    cfg = RegistryConfig.from_params(load_params(Path(__file__).resolve().parents[1] / "params.yaml"))
+    assert cfg.model_name == MODEL_NAME
+    assert cfg.gate_metric == "welfare_mean" and cfg.answer_prefix == "answer/"
+    assert cfg.metric_keys.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {
+        "welfare_mean": 1.0,
+        "answer/a": 0.5,
+        "welfare/a": 0.7,
+    }
+    assert RegistryConfig.from_params({}) == RegistryConfig()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gate as a pure function
+# ---------------------------------------------------------------------------------------------------------------
+def test_gate_reasons() -> None:
+    champ = metrics(0.40, math_hard=0.60, wildguard=0.90)
+
+    first = gate(metrics(0.3), None, tolerance=0.05, challenger_version="1")
+    assert first.passed and first.reasons == ("no champion yet; v1 is the first (welfare_mean 0.3000)",)
+
+    better = gate(metrics(0.45, math_hard=0.58, wildguard=0.95), champ, tolerance=0.05, challenger_version="2",
+                  champion_version="1")  # fmt: skip
+    assert better.passed
+    assert better.reasons == (
+        "welfare_mean 0.4500 > champion v1 0.4000",
+        "no source's answer quality dropped more than 0.0500 (2 compared)",
+    )
+
+    worse = gate(metrics(0.40, math_hard=0.60, wildguard=0.90), champ, tolerance=0.05, challenger_version="2",
+                 champion_version="1")  # fmt: skip
+    assert not worse.passed and worse.reasons == ("welfare_mean 0.4000 <= champion v1 0.4000",)
+
+    drop = gate(metrics(0.50, math_hard=0.50, wildguard=0.95), champ, tolerance=0.05, challenger_version="2",
+                champion_version="1")  # fmt: skip
+    assert not drop.passed
+    assert drop.reasons == ("answer/math-hard dropped 0.1000 (0.6000 -> 0.5000) > tolerance 0.0500",)
+
+    both = gate(metrics(0.30, wildguard=0.80), champ, tolerance=0.05, challenger_version="2", champion_version="1")
+    assert both.reasons == (
+        "welfare_mean 0.3000 <= champion v1 0.4000",
+        "answer/math-hard missing for challenger (champion v1 0.6000)",
+        "answer/wildguard dropped 0.1000 (0.9000 -> 0.8000) > tolerance 0.0500",
+    )
+
+
+def test_gate_edges() -> None:
+    champ = metrics(0.40, math_hard=0.60)
+    exactly = gate(metrics(0.41, math_hard=0.55), champ, tolerance=0.05, champion_version="1")
+    assert exactly.passed  # a drop of exactly the tolerance is allowed
+    assert not gate(metrics(0.41, math_hard=0.55), champ, tolerance=0.0, champion_version="1").passed
+    assert gate({}, None, tolerance=0.0, challenger_version="3").reasons == (
+        "challenger v3 has no 'welfare_mean' metric",
+    )
+    assert gate(metrics(0.5), {"answer/a": 1.0}, tolerance=0.1, champion_version="1").reasons == (
+        "champion v1 has no 'welfare_mean' metric to compare against",
+    )
+    custom = gate({"reward": 2.0, "q/a": 1.0}, {"reward": 1.0, "q/a": 1.0}, tolerance=0.0, metric="reward",
+                  per_source_answer_prefix="q/", champion_version="1")  # fmt: skip
+    assert custom.passed and custom.reasons[0] == "reward 2.0000 > champion v1 1.0000"
+    with pytest.raises(ValueError, match="tolerance must be"):
+        gate(metrics(0.5), None, tolerance=-0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# register + promote on a real sqlite store
+# ---------------------------------------------------------------------------------------------------------------
+def test_register_logs_tags_and_aliases(root: Path, uri: str, hf_dir: Path) -> None:
+    import mlflow
+
+    reg = register(root, hf_dir, metrics(0.4, math_hard=0.6), tracking_uri=uri, evaluated_model="cobb_douglas")
+    assert (reg.name, reg.version, reg.alias, reg.data_version) == (MODEL_NAME, "1", CHALLENGER, DATA_MD5)
+    assert alias_version(uri, CHALLENGER) == "1" and alias_version(uri, CHAMPION) is None
+    tags = tags_of(uri, "1")
+    assert tags["gtalign.metric.welfare_mean"] == "0.4"
+    assert tags["gtalign.metric.answer/math-hard"] == "0.6"
+    assert tags["gtalign.data_version"] == DATA_MD5
+    assert tags["gtalign.evaluated_model"] == "cobb_douglas"
+    assert DECISION_TAG not in tags
+
+    client = registry.client_for(uri)
+    run = client.get_run(reg.run_id)
+    assert run.data.metrics["welfare_mean"] == 0.4
+    assert run.data.tags["gtalign.data_version"] == DATA_MD5
+    assert (root / "mlruns").is_dir()  # artifacts pinned under the project root, not the CWD
+
+    info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/1")
+    params = {p.name: p.default for p in info.signature.params.params}
+    assert params == {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
+    assert info.signature.inputs.input_names() == ["messages"]
+
+    second = register(root, hf_dir, metrics(0.5, math_hard=0.6), tracking_uri=uri)
+    assert second.version == "2" and alias_version(uri, CHALLENGER) == "2"
+
+
+def test_register_rejects_a_non_model_folder(root: Path, uri: str) -> None:
+    with pytest.raises(RegistryError, match="not a Hugging Face model folder"):
+        register(root, root, metrics(0.4), tracking_uri=uri)
+
+
+def test_first_version_is_promoted(root: Path, uri: str, hf_dir: Path) -> None:
+    register(root, hf_dir, metrics(0.3, math_hard=0.6), tracking_uri=uri)
+    decision = promote(uri, MODEL_NAME, tolerance=0.05)
+    assert decision.promoted and decision.decision == "promoted"
+    assert (decision.version, decision.previous_champion, decision.champion) == ("1", None, "1")
+    assert decision.reasons == ("no champion yet; v1 is the first (welfare_mean 0.3000)",)
+    assert alias_version(uri, CHAMPION) == "1"
+    tags = tags_of(uri, "1")
+    assert tags[DECISION_TAG] == "promoted"
+    assert tags[REASONS_TAG] == "no champion yet; v1 is the first (welfare_mean 0.3000)"
+    assert tags["gtalign.promotion.compared_to"] == "none"
+    assert tags["gtalign.promotion.tolerance"] == "0.05"
+
+    again = promote(uri, MODEL_NAME, tolerance=0.05)  # idempotent: nothing changes
+    assert again.promoted and again.reasons == ("v1 is already the champion",)
+    assert tags_of(uri, "1")[REASONS_TAG] == tags[REASONS_TAG]
+
+
+def test_better_challenger_is_promoted(root: Path, uri: str, hf_dir: Path) -> None:
+    register(root, hf_dir, metrics(0.40, math_hard=0.60, wildguard=0.90), tracking_uri=uri)
+    promote(uri, tolerance=0.05)
+    register(root, hf_dir, metrics(0.45, math_hard=0.57, wildguard=0.95), tracking_uri=uri)
+    decision = promote(uri, tolerance=0.05)
+    assert decision.promoted and (decision.previous_champion, decision.champion) == ("1", "2")
+    assert (decision.challenger_value, decision.champion_value) == (0.45, 0.40)
+    assert decision.reasons == (
+        "welfare_mean 0.4500 > champion v1 0.4000",
+        "no source's answer quality dropped more than 0.0500 (2 compared)",
+    )
+    assert alias_version(uri, CHAMPION) == "2"
+    assert tags_of(uri, "2")[DECISION_TAG] == "promoted"
+    assert tags_of(uri, "2")["gtalign.promotion.compared_to"] == "1"
+    assert tags_of(uri, "1")["gtalign.promotion.superseded_by"] == "2"
+
+
+def test_worse_welfare_is_rejected(root: Path, uri: str, hf_dir: Path) -> None:
+    register(root, hf_dir, metrics(0.40, math_hard=0.60), tracking_uri=uri)
+    promote(uri, tolerance=0.05)
+    register(root, hf_dir, metrics(0.35, math_hard=0.70), tracking_uri=uri)
+    decision = promote(uri, tolerance=0.05)
+    assert not decision.promoted and decision.decision == "rejected"
+    assert (decision.previous_champion, decision.champion) == ("1", "1")
+    assert decision.reasons == ("welfare_mean 0.3500 <= champion v1 0.4000",)
+    assert alias_version(uri, CHAMPION) == "1" and alias_version(uri, CHALLENGER) == "2"
+    tags = tags_of(uri, "2")
+    assert (tags[DECISION_TAG], tags[REASONS_TAG]) == ("rejected", "welfare_mean 0.3500 <= champion v1 0.4000")
+    assert "gtalign.promotion.superseded_by" not in tags_of(uri, "1")
+    assert decision.to_dict()["decision"] == "rejected"
+
+
+def test_source_drop_beyond_tolerance_is_rejected(root: Path, uri: str, hf_dir: Path) -> None:
+    register(root, hf_dir, metrics(0.40, math_hard=0.60, wildguard=0.90), tracking_uri=uri)
+    promote(uri, tolerance=0.05)
+    register(root, hf_dir, metrics(0.55, math_hard=0.52, wildguard=0.99), tracking_uri=uri)
+    decision = promote(uri, tolerance=0.05)
+    assert not decision.promoted
+    assert decision.reasons == ("answer/math-hard dropped 0.0800 (0.6000 -> 0.5200) > tolerance 0.0500",)
+    assert alias_version(uri, CHAMPION) == "1"
+    assert tags_of(uri, "2")[REASONS_TAG] == decision.reasons[0]
+
+    # the same drop is within a looser tolerance: the gate is configurable
+    loose = promote(uri, tolerance=0.1)
+    assert loose.promoted and alias_version(uri, CHAMPION) == "2"
+    assert tags_of(uri, "2")[DECISION_TAG] == "promoted"
+
+
+def test_promote_needs_a_model_and_a_challenger(uri: str, root: Path, hf_dir: Path) -> None:
+    with pytest.raises(RegistryError, match="no registered model 'gtalign-assistant'"):
+        promote(uri, tolerance=0.05)
+    register(root, hf_dir, metrics(0.4), tracking_uri=uri)
+    registry.client_for(uri).delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+    with pytest.raises(RegistryError, match="has no 'challenger' version"):
+        promote(uri, tolerance=0.05)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pyfunc, loaded by alias in a fresh process
+# ---------------------------------------------------------------------------------------------------------------
+LOAD_AND_PREDICT = textwrap.dedent(
+    """
+    import json, sys
+    import mlflow
+    model = mlflow.pyfunc.load_model("models:/gtalign-assistant@champion")
+    chats = [{"messages": [{"role": "user", "content": "What is 2+2?"}]},
+             {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}]
+    full = model.predict(chats, params={"max_new_tokens": 6, "pricing": '{"per_token": 0.001}'})
+    short = model.predict(chats[:1], params={"max_new_tokens": 6, "return": "response"})
+    print(json.dumps({
+        "model_id": model.metadata.model_id,
+        "full": full.to_dict("records"),
+        "short_columns": list(short.columns),
+        "gtalign_from": sys.modules["gtalign"].__file__,
+    }))
+    """
+)
+
+
+def predict_in_fresh_process(tracking_uri: str, cwd: Path) -> dict[str, Any]:
+    """`load_model("models:/gtalign-assistant@champion").predict(...)` in a new interpreter that never imported
+    gtalign itself (cwd outside the repo), so the model must bring everything it needs."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def check_prediction(result: dict[str, Any]) -> None:
+    assert len(result["full"]) == 2
+    for row in result["full"]:
+        assert set(row) == {"completion", "response", "format_ok", "format_error", "pricing"}
+        assert isinstance(row["completion"], str)
+        assert row["pricing"] == '{"per_token": 0.001}'  # passed through
+        # an untrained model cannot write the four blocks: the strict check says why, response stays None
+        assert row["format_ok"] is False and row["format_error"] and row["response"] is None
+    assert result["short_columns"] == ["response"]
+    assert Path(result["gtalign_from"]).parts[-3:] == ("code", "gtalign", "__init__.py")  # the bundled copy
+
+
+def test_champion_loads_and_predicts_in_a_fresh_process(root: Path, uri: str, hf_dir: Path) -> None:
+    first = register(root, hf_dir, metrics(0.4, math_hard=0.6), tracking_uri=uri, max_new_tokens=6)
+    promote(uri, tolerance=0.05)
+    register(root, hf_dir, metrics(0.3, math_hard=0.6), tracking_uri=uri)  # rejected: champion stays v1
+    assert not promote(uri, tolerance=0.05).promoted
+    result = predict_in_fresh_process(uri, root)
+    assert result["model_id"] == first.model_id
+    check_prediction(result)
+
+
+def test_pyfunc_prompt_style_and_inputs() -> None:
+    from gtalign.pyfunc_model import apply_prompt_style, conversations
+
+    chat = [{"role": "user", "content": "What is 2+2?"}]
+    assert conversations(["hi"]) == [[{"role": "user", "content": "hi"}]]
+    assert conversations([{"messages": chat}]) == [chat]
+    with pytest.raises(ValueError, match="no messages"):
+        conversations([{"messages": []}])
+    wrapped = apply_prompt_style(chat, "compact")
+    assert [t["role"] for t in wrapped] == ["system", "user"]
+    assert wrapped[1]["content"].endswith("Question: What is 2+2?")
+    assert apply_prompt_style(chat, "none") == chat
+    own = [{"role": "system", "content": "x"}, *chat]
+    assert apply_prompt_style(own, "compact") == own
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CLI (as `gtalign registry ...` will mount it)
+# ---------------------------------------------------------------------------------------------------------------
+def write_project(root: Path, hf_dir: Path, evaluation: dict[str, float], tolerance: float = 0.05) -> None:
+    (root / "artifacts" / "metrics").mkdir(parents=True, exist_ok=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    (root / "params.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            registry:
+              model_dir: {hf_dir}
+              evaluated_model: gtalign
+              gate: {{tolerance: {tolerance}}}
+              serving: {{max_new_tokens: 6}}
+            """
+        )
+    )
+
+
+def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from gtalign.registry_cli import registry_app
+
+    app = typer.Typer()
+    app.add_typer(registry_app, name="registry")
+    runner = CliRunner()
+    common = ["--root", str(root), "--tracking-uri", uri]
+
+    write_project(root, hf_dir, {"gtalign/welfare_mean": 0.4, "gtalign/answer/math-hard": 0.6})
+    out = runner.invoke(app, ["registry", "release", *common])
+    assert out.exit_code == 0, out.output
+    assert "registered gtalign-assistant v1 as @challenger" in out.output
+    assert "gtalign-assistant v1: PROMOTED (champion: v1)" in out.output
+    decision = json.loads((root / "artifacts/metrics/promotion.json").read_text())
+    assert decision["decision"] == "promoted" and decision["champion"] == "1"
+
+    write_project(root, hf_dir, {"gtalign/welfare_mean": 0.5, "gtalign/answer/math-hard": 0.4})
+    assert runner.invoke(app, ["registry", "register", *common]).exit_code == 0
+    out = runner.invoke(app, ["registry", "promote", *common, "--fail-on-reject"])
+    assert out.exit_code == 3, out.output
+    assert "v2: REJECTED (champion: v1)" in out.output
+    assert "answer/math-hard dropped 0.2000 (0.6000 -> 0.4000) > tolerance 0.0500" in out.output
+
+    out = runner.invoke(app, ["registry", "promote", *common, "--tolerance", "0.25"])
+    assert out.exit_code == 0 and "v2: PROMOTED (champion: v2)" in out.output
+
+    shown = json.loads(runner.invoke(app, ["registry", "show", *common]).output)
+    assert shown["aliases"]["champion"]["version"] == "2"
+    assert shown["aliases"]["champion"]["metrics"] == {"welfare_mean": 0.5, "answer/math-hard": 0.4}
+
+    out = runner.invoke(app, ["registry", "register", *common, "--model", "nobody"])
+    assert out.exit_code == 1 and "evaluation has no key 'nobody/welfare_mean'" in out.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dagster: registered_model -> promotion_gate (blocking) -> champion
+# ---------------------------------------------------------------------------------------------------------------
+def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> None:
+    import dagster as dg
+
+    from pipelines.defs import registry as reg_defs
+    from pipelines.defs.resources import MlflowResource, ProjectResource
+
+    @dg.asset(name="evaluation")
+    def evaluation() -> None:
+        """Stands in for the evaluation asset (another module); the test writes its metrics file."""
+
+    resources = {"project": ProjectResource(root=str(root)), "mlflow": MlflowResource(tracking_uri=uri)}
+    defs = dg.Definitions(
+        assets=[evaluation, *reg_defs.ASSETS], asset_checks=reg_defs.ASSET_CHECKS, resources=resources
+    )
+    dg.Definitions.validate_loadable(defs)
+    selection = [evaluation, *reg_defs.ASSETS, *reg_defs.ASSET_CHECKS]
+    instance = dg.DagsterInstance.ephemeral()
+
+    write_project(root, hf_dir, {"gtalign/welfare_mean": 0.4, "gtalign/answer/math-hard": 0.6})
+    first = dg.materialize(selection, resources=resources, instance=instance)
+    assert first.success
+    [check] = first.get_asset_check_evaluations()
+    assert check.passed and check.metadata["decision"].value == "promoted"
+    champion = [m for m in first.get_asset_materialization_events() if m.asset_key == dg.AssetKey("champion")]
+    assert champion and champion[0].materialization.metadata["version"].value == "1"
+
+    write_project(root, hf_dir, {"gtalign/welfare_mean": 0.3, "gtalign/answer/math-hard": 0.6})
+    second = dg.materialize(selection, resources=resources, instance=instance, raise_on_error=False)
+    [check] = second.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["decision"].value == "rejected"
+    assert check.description == "welfare_mean 0.3000 <= champion v1 0.4000"
+    keys = {m.asset_key for m in second.get_asset_materialization_events()}
+    assert dg.AssetKey("registered_model") in keys and dg.AssetKey("champion") not in keys  # blocked
+    assert alias_version(uri, CHAMPION) == "1" and alias_version(uri, CHALLENGER) == "2"
