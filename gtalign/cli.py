@@ -14,6 +14,18 @@ data_app = typer.Typer(help="Raw data, curation, validation and demonstrations."
 app.add_typer(reward_app, name="reward")
 app.add_typer(data_app, name="data")
 
+
+def _mount_subapps() -> None:
+    """Sub-apps live beside their library code; each imports its heavy dependencies lazily."""
+    from gtalign.evaluate.cli import eval_app
+    from gtalign.registry_cli import registry_app
+
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(registry_app, name="registry")
+
+
+_mount_subapps()
+
 ROOT_OPTION = typer.Option("--root", help="repo root (where params.yaml, data/ and artifacts/ live)")
 PARAMS_OPTION = typer.Option("--params", help="params file (default: <root>/params.yaml)")
 

@@ -9,23 +9,44 @@
     stages.py     `evaluate_stage` / `report_stage` (params `evaluate:`), one MLflow run per model
     cli.py        `gtalign eval run|report` (typer sub-app `eval_app`)
 
-Importing this package does not import torch or matplotlib.
+Importing this package imports nothing heavy: the names below load their module on first use.
 """
 
-from gtalign.evaluate.generate import Generation, GenerationMismatchError, generate_resumable, load_generations
-from gtalign.evaluate.metrics import (
-    METRICS,
-    Estimate,
-    ModelEvaluation,
-    ScoredRow,
-    SourceEvaluation,
-    evaluate_model,
-    score_generations,
-)
-from gtalign.evaluate.paper import PaperResults, load_paper_results
-from gtalign.evaluate.pareto import PairwiseComparison, compare
-from gtalign.evaluate.report import Report, write_report
-from gtalign.evaluate.stages import EvaluateConfig, EvaluateResult, evaluate_stage, report_stage
+import importlib
+from typing import Any
+
+# Resolved on first use (PEP 562), so that `gtalign eval --help` and the other sub-commands of the CLI do not pay
+# for pandas and the scoring stack at start-up.
+_EXPORTS = {
+    "Generation": "generate",
+    "GenerationMismatchError": "generate",
+    "generate_resumable": "generate",
+    "load_generations": "generate",
+    "METRICS": "metrics",
+    "Estimate": "metrics",
+    "ModelEvaluation": "metrics",
+    "ScoredRow": "metrics",
+    "SourceEvaluation": "metrics",
+    "evaluate_model": "metrics",
+    "score_generations": "metrics",
+    "PaperResults": "paper",
+    "load_paper_results": "paper",
+    "PairwiseComparison": "pareto",
+    "compare": "pareto",
+    "Report": "report",
+    "write_report": "report",
+    "EvaluateConfig": "stages",
+    "EvaluateResult": "stages",
+    "evaluate_stage": "stages",
+    "report_stage": "stages",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gtalign.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gtalign.evaluate.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "METRICS",
