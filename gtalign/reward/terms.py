@@ -78,17 +78,22 @@ def _tagged_grams(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _reference_index(reference: str) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
-    """The reference's alphabet and its tagged n-gram counts, or None when 4 chars would not fit in 40 bits."""
+    """The reference's character table and tagged n-gram counts, or None when 4 chars would not fit in 40 bits.
+
+    `table[code point]` is the character's number 1..K in the reference's alphabet, 0 when the reference lacks it;
+    its last slot (0) catches every code point above the reference's largest.
+    """
     points = _code_points(reference)
     alphabet = np.unique(points)
     bits = 8 if alphabet.size < 2**8 else 10 if alphabet.size < 2**10 else 0
     if not bits:
         return None
-    codes = (np.searchsorted(alphabet, points) + 1).astype(np.uint64)  # 1..K; 0 is "not in the reference"
-    keys, counts = np.unique(_tagged_grams(codes, bits), return_counts=True)
-    return alphabet, bits, keys, counts
+    table = np.zeros(int(alphabet[-1]) + 2 if alphabet.size else 1, dtype=np.uint64)
+    table[alphabet] = np.arange(1, alphabet.size + 1, dtype=np.uint64)
+    keys, counts = np.unique(_tagged_grams(table[points], bits), return_counts=True)
+    return table, bits, keys, counts
 
 
 def _clipped_matches_packed(reference: str, hypothesis: str) -> list[int] | None:
@@ -100,10 +105,8 @@ def _clipped_matches_packed(reference: str, hypothesis: str) -> list[int] | None
     index = _reference_index(reference)
     if index is None:
         return None
-    alphabet, bits, ref_keys, ref_counts = index
-    points = _code_points(hypothesis)
-    pos = np.minimum(np.searchsorted(alphabet, points), alphabet.size - 1)
-    codes = np.where(alphabet[pos] == points, pos + 1, 0).astype(np.uint64) if alphabet.size else points * 0
+    table, bits, ref_keys, ref_counts = index
+    codes = table[np.minimum(_code_points(hypothesis), table.size - 1)]
     keys, counts = np.unique(_tagged_grams(codes, bits), return_counts=True)
     if not ref_keys.size or not keys.size:
         return [0, 0, 0, 0]
