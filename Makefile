@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint format bench data clean
+.PHONY: install demo paper repro ui test test-fast lint format bench data clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,15 @@ data: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gtalign demo
+
+paper: $(STAMP)
+	$(BIN)/gtalign demo --preset configs/presets/paper.yaml
+
+repro: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+ui: $(STAMP)
+	$(BIN)/python -m pipelines.ui --port 3000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

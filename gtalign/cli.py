@@ -19,9 +19,12 @@ def _mount_subapps() -> None:
     """Sub-apps live beside their library code; each imports its heavy dependencies lazily."""
     from gtalign.evaluate.cli import eval_app
     from gtalign.registry_cli import registry_app
+    from gtalign.steering_cli import serve, steer_app
 
     app.add_typer(eval_app, name="eval")
     app.add_typer(registry_app, name="registry")
+    app.add_typer(steer_app, name="steer")
+    app.command("serve")(serve)
 
 
 _mount_subapps()
@@ -201,19 +204,40 @@ def teacher_eval(
 
 
 @app.command("demo")
-def demo(root: Annotated[Path, ROOT_OPTION] = Path("."), params: Annotated[Path | None, PARAMS_OPTION] = None) -> None:
-    """The main job on the tiny CPU preset: pull, curate + validate, demonstrations, teacher evaluation."""
+def demo(
+    root: Annotated[Path, ROOT_OPTION] = Path("."),
+    params: Annotated[Path | None, PARAMS_OPTION] = None,
+    preset: Annotated[
+        list[Path] | None,
+        typer.Option("--preset", help="YAML overlaid on params.yaml (e.g. configs/presets/paper.yaml)"),
+    ] = None,
+) -> None:
+    """The main job: raw data to a promoted model and an evaluation report (tiny CPU preset by default)."""
     from rich.console import Console
+    from rich.table import Table
+
+    from gtalign.config import ParamsError, load_params_with
+    from gtalign.pipeline import run_pipeline
 
     console = Console(stderr=True)
-    console.rule("1/4 data: dvc pull")
-    data_pull(root)
-    console.rule("2/4 curate + validate")
-    data_curate(root, params)
-    console.rule("3/4 SFT demonstrations")
-    data_demonstrations(root, params)
-    console.rule("4/4 rule teacher on the test sets")
-    teacher_eval(root, params)
+    try:
+        p = load_params_with(root / "params.yaml" if params is None else params, presets=preset or [])
+    except (ParamsError, ValueError, OSError) as e:
+        raise _fail(str(e)) from None
+    summary = run_pipeline(root, p, log=lambda msg: console.rule(msg))
+    table = Table(title="gtalign demo", show_header=False)
+    for step, seconds in summary.seconds.items():
+        table.add_row(f"time · {step}", f"{seconds:.0f} s")
+    for key, value in sorted(summary.headline.items()):
+        table.add_row(f"welfare · {key.split('/')[0]}", f"{value:.4f}")
+    decision = summary.decision
+    table.add_row(
+        "registry", f"{decision.name} v{decision.version}: {decision.decision}; champion v{summary.champion}"
+    )
+    for reason in decision.reasons:
+        table.add_row("", reason)
+    table.add_row("report", str(summary.report))
+    console.print(table)
 
 
 if __name__ == "__main__":

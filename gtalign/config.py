@@ -6,6 +6,7 @@ Dagster configs, DVC stages and the CLI all start from here, so a value changed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,47 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` over `base`, recursively for mappings (a preset changes a few keys of a section, not all)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_set(params: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """`rl.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set expects section.key=value, got {assignment!r}")
+    node: dict[str, Any] = {}
+    top = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = yaml.safe_load(raw)
+    return deep_merge(params, top)
+
+
+def load_params_with(
+    path: str | Path = DEFAULT_PARAMS, presets: Sequence[str | Path] = (), sets: Sequence[str] = ()
+) -> dict[str, Any]:
+    """params.yaml, then each preset file overlaid in order, then `section.key=value` overrides."""
+    params = load_params(path)
+    for preset in presets:
+        preset = Path(preset)
+        if not preset.is_file():
+            raise ParamsError(f"{preset}: no such preset file")
+        overlay = yaml.safe_load(preset.read_text(encoding="utf-8")) or {}
+        if not isinstance(overlay, dict):
+            raise ParamsError(f"{preset}: a preset must be a mapping of params sections")
+        params = deep_merge(params, overlay)
+    for assignment in sets:
+        params = apply_set(params, assignment)
+    return params
 
 
 def section(params: dict[str, Any], name: str) -> dict[str, Any]:

@@ -566,6 +566,20 @@ def write_decision(decision: PromotionDecision, path: str | Path) -> Path:
     return path
 
 
+def release(
+    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None
+) -> tuple[Registration, PromotionDecision]:
+    """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
+    `gtalign registry release`, and the last step of `gtalign demo`)."""
+    from gtalign.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri(root)
+    registration = register_from_params(root, params, tracking_uri=uri)
+    decision = promote_from_params(params, uri)
+    write_decision(decision, Path(root) / RegistryConfig.from_params(params).decision_file)
+    return registration, decision
+
+
 def champion_uri(name: str = MODEL_NAME) -> str:
     """What to pass to `mlflow.pyfunc.load_model` for the current champion."""
     return f"models:/{name}@{CHAMPION}"

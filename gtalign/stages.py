@@ -409,3 +409,45 @@ def teacher_eval_stage(
     _write_metrics(layout.metrics("teacher_eval"), metrics)
     run_id = _log(root, "teacher_eval", {"teacher_eval": cfg}, metrics, [path], tracking_uri) if track else None
     return TeacherEvalResult(summary, metrics, path, run_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation of the pipeline's own models: base, SFT and each RL variant, on the same prompts
+# ---------------------------------------------------------------------------------------------------------------
+def pipeline_variants(params: Mapping[str, Any]) -> list[str]:
+    """The RL variants the pipeline trains and evaluates (`pipeline.variants`; the `paper` preset adds baselines)."""
+    variants = section(dict(params), "pipeline").get("variants") or ["cobb_douglas"]
+    return [str(v) for v in variants]
+
+
+def pipeline_models(root: Path, variants: Iterable[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Display name -> model folder, and -> the MLflow run that trained it (when the training left its id).
+
+    Names are what the report and `artifacts/metrics/evaluation.json` use: `base`, `sft`, then the variant names
+    (`cobb_douglas` is GTAlign).
+    """
+    from gtalign.train.common import MLFLOW_RUN_FILE, TrainLayout
+
+    layout = TrainLayout(root)
+    folders = {"base": "base", "sft": "sft", **{v: f"rl-{v}" for v in variants}}
+    models, run_ids = {}, {}
+    for name, folder in folders.items():
+        path = layout.model(folder)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: model {name!r} has not been trained yet (run the training stages)")
+        models[name] = path
+        id_file = layout.checkpoints(folder) / MLFLOW_RUN_FILE
+        if id_file.is_file():
+            run_ids[name] = id_file.read_text().strip()
+    return models, run_ids
+
+
+def evaluation_stage(
+    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+) -> Any:
+    """Evaluate base, SFT and every RL variant of `pipeline.variants` on the same held-out prompts; write the
+    report. Each model's evaluation is its own MLflow run, linked to the run that trained it."""
+    from gtalign.evaluate.stages import evaluate_stage
+
+    models, run_ids = pipeline_models(root, pipeline_variants(params))
+    return evaluate_stage(root, params, models, training_run_ids=run_ids, tracking_uri=tracking_uri, track=track)

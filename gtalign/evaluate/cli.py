@@ -124,3 +124,19 @@ def eval_report(
     except (FileNotFoundError, ValueError) as e:
         raise _fail(str(e), code=1) from None
     _summary(result)
+
+
+@eval_app.command("pipeline")
+def eval_pipeline(
+    root: Annotated[Path, typer.Option("--root", help="repo root")] = Path("."),
+    params: Annotated[Path | None, typer.Option("--params", help="params file (default: <root>/params.yaml)")] = None,
+) -> None:
+    """Evaluate the pipeline's own models (base, sft, each RL variant of `pipeline.variants`) and write the report."""
+    from gtalign.evaluate.generate import GenerationMismatchError
+    from gtalign.stages import evaluation_stage
+
+    try:
+        result = evaluation_stage(root.resolve(), _params(root, params, {}))
+    except (GenerationMismatchError, FileNotFoundError, ValueError) as e:
+        raise _fail(str(e), code=1) from None
+    _summary(result)

@@ -1,0 +1,58 @@
+"""The whole pipeline in order, for `gtalign demo` (`make demo`, `make paper`): the same stage functions the DVC
+stages and the Dagster assets call, run one after the other in this process.
+
+    pull -> curate + validate -> demonstrations -> teacher eval -> base model -> SFT -> RL (each variant)
+         -> evaluation + report -> register (challenger) -> promotion gate (champion)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class PipelineSummary:
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+    champion: str | None = None
+    decision: Any = None
+    headline: dict[str, float] = field(default_factory=dict)
+
+
+def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], None] = print) -> PipelineSummary:
+    """Run every stage with `params`; stops at the first failing stage (its exception propagates)."""
+    from gtalign import registry, stages
+    from gtalign.data import pull_data
+    from gtalign.tracking import default_tracking_uri
+    from gtalign.train import stages as train
+
+    root = root.resolve()
+    summary = PipelineSummary()
+    variants = stages.pipeline_variants(params)
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("data: dvc pull", lambda: pull_data(root)),
+        ("curate + validate", lambda: stages.curate_stage(root, params)),
+        ("SFT demonstrations", lambda: stages.demonstrations_stage(root, params)),
+        ("rule teacher on the test sets", lambda: stages.teacher_eval_stage(root, params)),
+        ("base model", lambda: train.base_model_stage(root, params)),
+        ("SFT", lambda: train.sft_stage(root, params)),
+        *[(f"RL ({v})", lambda v=v: train.rl_stage(root, params, v)) for v in variants],
+        ("evaluation + report", lambda: stages.evaluation_stage(root, params)),
+        ("register + promote", lambda: registry.release(root, params, tracking_uri=default_tracking_uri(root))[1]),
+    ]
+    results: dict[str, Any] = {}
+    for i, (name, step) in enumerate(steps, 1):
+        log(f"[{i}/{len(steps)}] {name}")
+        t0 = time.perf_counter()
+        results[name] = step()
+        summary.seconds[name] = time.perf_counter() - t0
+    evaluation = results["evaluation + report"]
+    summary.report = evaluation.paths.get("report_md")
+    summary.headline = {k: v for k, v in evaluation.metrics.items() if k.endswith("/welfare_mean")}
+    summary.decision = results["register + promote"]
+    summary.champion = summary.decision.champion
+    return summary
