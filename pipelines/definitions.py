@@ -1,28 +1,33 @@
-"""Dagster definitions, all in one place: `dagster dev -m pipelines.definitions` (UI) or
+"""Dagster definitions, all in one place: `python -m pipelines.ui` (the UI) or
 `dagster job execute -m pipelines.definitions -j gtalign_pipeline` (CLI).
 
 Selections are AssetSelection objects, never strings: the venv shares antlr4 4.9.3 with DVC, and Dagster's string
 selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 """
 
-
 import dagster as dg
 
-from pipelines.defs import data
+from pipelines.defs import data, evaluation, registry, training
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
-ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
+DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
+ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, evaluation.evaluation, *registry.ASSETS]
 
 gtalign_pipeline = dg.define_asset_job(
     "gtalign_pipeline",
     selection=dg.AssetSelection.assets(*ASSETS),
-    description="Everything, in order: data -> curation (+ expectations) -> demonstrations -> evaluation.",
+    description="Everything, in order: data -> curation (+ expectations) -> demonstrations -> base model -> SFT -> "
+    "RL (GTAlign) -> evaluation + report -> registered model -> promotion gate -> champion.",
 )
-data_job = dg.define_asset_job("data_only", selection=dg.AssetSelection.assets(data.raw_data, data.curated_data))
+data_job = dg.define_asset_job("data_only", selection=dg.AssetSelection.assets(*DATA_ASSETS))
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=[data.curated_data_expectations],
-    jobs=[gtalign_pipeline, data_job],
-    resources={"project": ProjectResource(), "mlflow": MlflowResource()},
+    asset_checks=[data.curated_data_expectations, *registry.ASSET_CHECKS],
+    jobs=[gtalign_pipeline, data_job, training.training_job],
+    resources={
+        "project": ProjectResource(),
+        "mlflow": MlflowResource(),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    },
 )

@@ -1,0 +1,207 @@
+"""`gtalign train ...`: base model, SFT warm start, welfare-reward RL (mounted by gtalign/cli.py as `train`).
+
+Each command runs one `gtalign.train.stages` function with params.yaml, optionally overlaid by a preset
+(`--preset configs/train/qwen2.5-3b.yaml`) and `--set section.key=value` overrides. TRL shows its own progress bar;
+the summary goes to stderr. Runs under `accelerate launch -m gtalign.train.cli ...` as well: only rank 0 prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+train_app = typer.Typer(help="Training: base model, SFT warm start, welfare-reward RL (GRPO).", no_args_is_help=True)
+
+ROOT_OPTION = typer.Option("--root", help="repo root (where params.yaml, data/ and artifacts/ live)")
+PARAMS_OPTION = typer.Option("--params", help="params file (default: <root>/params.yaml)")
+PRESET_OPTION = typer.Option(
+    "--preset", help="YAML overlaid on params (e.g. configs/train/qwen2.5-3b.yaml), repeatable, applied in order"
+)
+SET_OPTION = typer.Option("--set", help="override one value: section.key=value (YAML value), repeatable")
+NO_TRACK_OPTION = typer.Option("--no-track", help="skip MLflow tracking")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` over `base`, recursively for mappings (a preset changes a few keys of a section, not all)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_set(params: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """`rl.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
+    import yaml
+
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set expects section.key=value, got {assignment!r}")
+    value = yaml.safe_load(raw)
+    node: dict[str, Any] = {}
+    top = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return deep_merge(params, top)
+
+
+def load_training_params(
+    root: Path,
+    params: Path | None = None,
+    preset: Path | Sequence[Path] | None = None,
+    sets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """params.yaml, then each preset in order, then the `--set` overrides."""
+    import yaml
+
+    from gtalign.config import load_params
+
+    p = load_params(params or root / "params.yaml")
+    presets = [preset] if isinstance(preset, str | Path) else list(preset or [])
+    for path in presets:
+        overlay = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(overlay, dict):
+            raise ValueError(f"{path}: a preset must be a mapping of params sections")
+        p = deep_merge(p, overlay)
+    for assignment in sets or []:
+        p = apply_set(p, assignment)
+    return p
+
+
+def _params(root: Path, params: Path | None, preset: list[Path] | None, sets: list[str] | None) -> dict[str, Any]:
+    from gtalign.config import ParamsError
+
+    try:
+        return load_training_params(root, params, preset, sets)
+    except (ParamsError, ValueError, OSError) as e:
+        raise _fail(str(e), code=2) from None
+
+
+def _summary(title: str, metrics: dict[str, float], keys: list[str], path: Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gtalign.train.common import is_main_process
+
+    if not is_main_process():
+        return
+    table = Table(title=title, show_header=False)
+    if path is not None:
+        table.add_row("output", str(path))
+    for key in keys:
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
+
+
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return fn(*args, **kwargs)
+    except (FileNotFoundError, ValidationError, ValueError) as e:
+        raise _fail(str(e)) from None
+
+
+@train_app.command("base")
+def base(
+    root: Annotated[Path, ROOT_OPTION] = Path("."),
+    params: Annotated[Path | None, PARAMS_OPTION] = None,
+    preset: Annotated[list[Path] | None, PRESET_OPTION] = None,
+    set_: Annotated[list[str] | None, SET_OPTION] = None,
+    no_track: Annotated[bool, NO_TRACK_OPTION] = False,
+) -> None:
+    """Build the base model (tiny: tokenizer trained on curated text + demonstrations) -> artifacts/models/base."""
+    from gtalign.train.stages import base_model_stage
+
+    result = _run(base_model_stage, root.resolve(), _params(root, params, preset, set_), track=not no_track)
+    _summary(f"base model ({result.kind})", result.metrics, list(result.metrics), result.path)
+
+
+@train_app.command("sft")
+def sft(
+    root: Annotated[Path, ROOT_OPTION] = Path("."),
+    params: Annotated[Path | None, PARAMS_OPTION] = None,
+    preset: Annotated[list[Path] | None, PRESET_OPTION] = None,
+    set_: Annotated[list[str] | None, SET_OPTION] = None,
+    no_track: Annotated[bool, NO_TRACK_OPTION] = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="skip the held-out evaluation")] = False,
+) -> None:
+    """SFT warm start on the demonstrations -> artifacts/models/sft (resumes a killed run from its last checkpoint)."""
+    from gtalign.train.stages import sft_stage
+
+    result = _run(
+        sft_stage, root.resolve(), _params(root, params, preset, set_), track=not no_track, evaluate=not no_eval
+    )
+    keys = ["global_step", "loss_first", "loss_final", "train_seconds", "train_tokens_per_second"]
+    keys += ["init_strict_valid", "heldout_strict_valid", "init_welfare", "heldout_welfare", "eval_seconds"]
+    _summary("SFT", result.metrics, keys, result.path)
+
+
+@train_app.command("rl")
+def rl(
+    variant: Annotated[
+        str | None,
+        typer.Option(help="cobb_douglas (GTAlign) | user | llm | linear | ces (default: params rl.variant)"),
+    ] = None,
+    root: Annotated[Path, ROOT_OPTION] = Path("."),
+    params: Annotated[Path | None, PARAMS_OPTION] = None,
+    preset: Annotated[list[Path] | None, PRESET_OPTION] = None,
+    set_: Annotated[list[str] | None, SET_OPTION] = None,
+    no_track: Annotated[bool, NO_TRACK_OPTION] = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="skip the held-out evaluation")] = False,
+) -> None:
+    """Welfare-reward GRPO -> artifacts/models/rl-<variant> (resumes a killed run from its last checkpoint)."""
+    from gtalign.train.stages import rl_stage
+
+    result = _run(
+        rl_stage,
+        root.resolve(),
+        _params(root, params, preset, set_),
+        variant,
+        track=not no_track,
+        evaluate=not no_eval,
+    )
+    keys = ["global_step", "train_seconds", "step_seconds", "train_reward_first_quarter", "train_reward_last_quarter"]
+    keys += ["reward_judge_failures", "init_welfare", "heldout_welfare", "welfare_gain", "heldout_strict_valid"]
+    _summary(f"RL ({result.variant})", result.metrics, keys, result.path)
+
+
+@train_app.command("all")
+def all_(
+    variant: Annotated[
+        list[str] | None, typer.Option(help="RL variant(s), repeatable (default: params rl.variant)")
+    ] = None,
+    root: Annotated[Path, ROOT_OPTION] = Path("."),
+    params: Annotated[Path | None, PARAMS_OPTION] = None,
+    preset: Annotated[list[Path] | None, PRESET_OPTION] = None,
+    set_: Annotated[list[str] | None, SET_OPTION] = None,
+    no_track: Annotated[bool, NO_TRACK_OPTION] = False,
+) -> None:
+    """base -> sft -> rl for each variant: the demo's training stages, in order."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    steps = 2 + len(variant or [None])
+    console.rule(f"1/{steps} base model")
+    base(root, params, preset, set_, no_track)
+    console.rule(f"2/{steps} SFT warm start")
+    sft(root, params, preset, set_, no_track, False)
+    for i, v in enumerate(variant or [None], start=3):
+        console.rule(f"{i}/{steps} welfare-reward RL ({v or 'params rl.variant'})")
+        rl(v, root, params, preset, set_, no_track, False)
+
+
+if __name__ == "__main__":
+    train_app()

@@ -1,0 +1,509 @@
+"""Training stages as library functions: `base_model_stage`, `sft_stage`, `rl_stage`.
+
+The CLI (`gtalign train ...`), `dvc repro` and the Dagster assets (through `gtalign.train.pipes_entry`) call these
+and nothing else, with params.yaml as the only source of hyperparameters (conventions of `gtalign.stages`):
+
+* outputs: `artifacts/models/{base,sft,rl-<variant>}` (a standard Hugging Face folder, plus
+  `heldout_eval.json` / `heldout_generations.jsonl` for the trained ones);
+* checkpoints: `artifacts/checkpoints/<name>` (kept out of the DVC outputs so a killed run can resume);
+* metrics: `artifacts/metrics/<name>.json` (`dvc metrics show`), curves `artifacts/plots/<name>_{loss,reward}.csv`
+  (`dvc plots show`);
+* one MLflow run per training (`gtalign.tracking.run`: flattened params, DVC data version, git commit) into which
+  TRL reports its metrics, with the config, curve and final model as artifacts.
+
+Under `accelerate launch` every process runs the stage; only rank 0 tracks, writes metrics and evaluates (the
+evaluation loads the saved model, so it also works after sharded training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from gtalign.config import reward_config, section
+from gtalign.train.common import (
+    EvalParams,
+    PolicyEval,
+    StrictModel,
+    TrainLayout,
+    curve_markdown,
+    evaluate_folder,
+    evaluate_policy,
+    held_out_rows,
+    is_main_process,
+    prepare_checkpoints,
+    save_eval,
+    training_run,
+    world_size,
+    write_curve,
+)
+
+SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
+RL_CURVE_KEYS = (
+    "reward",
+    "reward_std",
+    "welfare/U/all",
+    "welfare/L/all",
+    "welfare/format_error_rate/all",
+    "completions/mean_length",
+    "loss",
+    "entropy",
+)
+
+
+def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _folder_identity(path: str) -> Any:
+    """A cheap identity for a starting model: file names, sizes and mtimes (hashing 6 GB of weights is not cheap)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path  # a hub name
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+
+
+def _file_md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def _log_mlflow(metrics: Mapping[str, Any], artifacts: Sequence[tuple[Path, str | None]], config: Mapping) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)})
+    mlflow.log_dict(dict(config), "config.json")
+    for path, where in artifacts:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), where)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), where)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# base model
+# ---------------------------------------------------------------------------------------------------------------
+class BaseModelParams(StrictModel):
+    """params.yaml `base_model:`: the tiny model built here, or a pointer to a pretrained one."""
+
+    kind: str = Field("tiny", pattern="^(tiny|pretrained)$")
+    pretrained: str | None = Field(None, description="HF folder or hub name when kind=pretrained")
+    corpus_splits: list[str] = Field(default_factory=lambda: ["train", "dev"])
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 768
+    max_position_embeddings: int = 1024
+    seed: int = 0
+
+
+@dataclass
+class BaseModelResult:
+    path: Path
+    kind: str
+    metrics: dict[str, float]
+    run_id: str | None = None
+
+
+def base_model_stage(
+    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+) -> BaseModelResult:
+    """Build the tiny model (tokenizer trained on the curated corpus + demonstrations) or point at a pretrained one."""
+    from gtalign.modeling import TinyModelConfig, base_corpus, build_base_model, write_pretrained_pointer
+
+    layout = TrainLayout(root)
+    cfg = BaseModelParams(**section(dict(params), "base_model"))
+    out = layout.model("base")
+    start = time.perf_counter()
+    if cfg.kind == "pretrained":
+        if not cfg.pretrained:
+            raise ValueError("base_model.kind=pretrained needs base_model.pretrained (a folder or hub name)")
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        write_pretrained_pointer(out, cfg.pretrained)
+        metrics: dict[str, float] = {"seconds": time.perf_counter() - start}
+    else:
+        corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations, cfg.corpus_splits)
+        if not corpus:
+            raise FileNotFoundError("no corpus: run `gtalign data curate` and `gtalign data demonstrations` first")
+        tiny = TinyModelConfig(**cfg.model_dump(exclude={"kind", "pretrained", "corpus_splits"}))
+        build_base_model(out, corpus, tiny)
+        metrics = _tiny_metrics(out, len(corpus), time.perf_counter() - start)
+    _write_metrics(layout.metrics("base"), metrics)
+    run_id = None
+    if track:
+        from gtalign import tracking
+
+        with tracking.run(root, "base_model", params={"base_model": cfg.model_dump()}, tracking_uri=tracking_uri) as r:
+            _log_mlflow(metrics, [(out, "model")], {"base_model": cfg.model_dump()})
+            run_id = r.info.run_id
+    return BaseModelResult(out, cfg.kind, metrics, run_id)
+
+
+def _tiny_metrics(out: Path, corpus_texts: int, seconds: float) -> dict[str, float]:
+    from gtalign.modeling import count_parameters, load_model
+
+    model, tokenizer = load_model(out, dtype="float32")
+    return {
+        "parameters": float(count_parameters(model)),
+        "vocab_size": float(len(tokenizer)),
+        "corpus_texts": float(corpus_texts),
+        "seconds": seconds,
+    }
+
+
+def _resolve_init(layout: TrainLayout, init: str) -> str:
+    from gtalign.modeling import resolve_model_path
+
+    named = {"base": layout.model("base"), "sft": layout.model("sft")}
+    path = named.get(init, init)
+    if init in named and not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no {init} model yet (run `gtalign train {init}` first)")
+    return resolve_model_path(path)
+
+
+def _evaluate_saved(out: Path, rows: Any, cfg: EvalParams, judge: Any, rcfg: Any) -> PolicyEval:
+    """Rank 0 after a multi-process run: the in-memory model may be sharded, the saved folder is whole."""
+    from gtalign.modeling import load_model
+
+    model, tokenizer = load_model(out, dtype="float32")
+    return evaluate_policy(model, tokenizer, rows, cfg, judge, rcfg)
+
+
+def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
+    """The judge and reward config held-out evaluations use: params.yaml `reward:` (so every model, whatever
+    variant trained it, is measured by the same welfare) and the eval judge."""
+    from gtalign.reward.judges import make_judge
+
+    reward = section(dict(params), "reward")
+    judge = make_judge(cfg.judge, **dict(section(reward, "judge").get(cfg.judge) or {}))
+    rcfg = reward_config(dict(params))
+    return judge, rcfg, {"reward": rcfg.model_dump(), "judge": cfg.judge}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SFT
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class SFTResult:
+    path: Path
+    metrics: dict[str, float]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    eval: PolicyEval | None = None
+    eval_init: PolicyEval | None = None
+    run_id: str | None = None
+    global_step: int = 0
+    resumed_from: int | None = None
+
+    def curve_markdown(self) -> str:
+        return curve_markdown(self.curve, "loss")
+
+
+def sft_stage(
+    root: Path,
+    params: Mapping[str, Any],
+    *,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    evaluate: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> SFTResult:
+    """SFT on the demonstrations from the base model; evaluates strict validity and welfare before and after."""
+    from gtalign.train.sft import SFTParams, train_sft
+
+    layout = TrainLayout(root)
+    cfg = SFTParams(**section(dict(params), "sft"))
+    init = _resolve_init(layout, cfg.init)
+    out, ckpts = layout.model("sft"), layout.checkpoints("sft")
+    if not layout.demonstrations.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
+    identity = {
+        "sft": cfg.model_dump(exclude={"resume", "eval", "min_strict_valid", "logging_steps"}),
+        "init": [init, _folder_identity(init)],
+        "data": _file_md5(layout.demonstrations),
+    }
+    resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
+    tags = {
+        "gtalign.trainer": "trl.SFTTrainer",
+        "gtalign.init_model": init,
+        "gtalign.demonstrations_md5": identity["data"],
+        "gtalign.resumed_from": resume.name if resume else "none",
+        "gtalign.world_size": str(world_size()),
+    }
+    logged = {"sft": cfg.model_dump(), "init_model": init}
+    with training_run(
+        root,
+        "sft",
+        logged,
+        tags,
+        checkpoints=ckpts,
+        resuming=resume is not None,
+        tracking_uri=tracking_uri,
+        enabled=track,
+    ) as run:
+        outcome = train_sft(
+            init,
+            layout.demonstrations,
+            out,
+            ckpts,
+            cfg,
+            resume_from=resume,
+            report_to="mlflow" if run is not None else "none",
+            callbacks=callbacks,
+        )
+        if not is_main_process():
+            return SFTResult(out, {}, global_step=outcome.global_step, resumed_from=outcome.resumed_from)
+        curve = write_curve(outcome.log_history, layout.plot("sft", "loss"), SFT_CURVE_KEYS)
+        losses = [r["loss"] for r in curve if "loss" in r]
+        metrics: dict[str, float] = {
+            "global_step": float(outcome.global_step),
+            "train_rows": float(outcome.train_rows),
+            "dropped_rows": float(outcome.dropped_rows),
+            "train_seconds": outcome.train_seconds,
+            "train_tokens_per_second": outcome.train_tokens / outcome.train_seconds if outcome.train_seconds else 0.0,
+            "loss_first": losses[0] if losses else math.nan,
+            "loss_final": losses[-1] if losses else math.nan,
+            "loss_finite": float(all(math.isfinite(v) for v in losses)),
+        }
+        result_eval = init_eval = None
+        if evaluate:
+            rows = held_out_rows(root, params, cfg.eval)
+            judge, rcfg, key = _eval_setup(params, cfg.eval)
+            init_eval = (
+                evaluate_folder(Path(init), rows, cfg.eval, judge, rcfg, cache_key=key, cache_dir=layout.eval_cache)
+                if Path(init).is_dir()
+                else None
+            )
+            t0 = time.perf_counter()
+            if world_size() == 1:
+                result_eval = evaluate_policy(
+                    outcome.trainer.model, outcome.trainer.processing_class, rows, cfg.eval, judge, rcfg
+                )
+                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
+            else:
+                result_eval = _evaluate_saved(out, rows, cfg.eval, judge, rcfg)
+                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
+            metrics["eval_seconds"] = time.perf_counter() - t0
+            metrics |= result_eval.metrics("heldout_")
+            if init_eval is not None:
+                metrics |= {k: v for k, v in init_eval.metrics("init_").items() if "/" not in k}
+        outcome.trainer = None
+        _write_metrics(layout.metrics("sft"), metrics)
+        if run is not None:
+            _log_mlflow(
+                metrics,
+                [(out, "model"), (layout.plot("sft", "loss"), None), (out / "heldout_generations.jsonl", None)],
+                logged,
+            )
+        return SFTResult(
+            out,
+            metrics,
+            curve,
+            result_eval,
+            init_eval,
+            run.info.run_id if run is not None else None,
+            outcome.global_step,
+            outcome.resumed_from,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RL
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class RLResult:
+    path: Path
+    variant: str
+    metrics: dict[str, float]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    eval: PolicyEval | None = None
+    eval_init: PolicyEval | None = None
+    run_id: str | None = None
+    global_step: int = 0
+    resumed_from: int | None = None
+    reward: Any = None  # the WelfareReward adapter (its totals, and its history when recorded)
+
+    def curve_markdown(self) -> str:
+        return curve_markdown(self.curve, "reward")
+
+
+def rl_params(params: Mapping[str, Any], variant: str | None = None) -> Any:
+    from gtalign.train.rl import RLParams
+
+    values = dict(section(dict(params), "rl"))
+    if variant:
+        values["variant"] = variant
+    return RLParams(**values)
+
+
+def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) -> Any:
+    """The RL reward adapter for `cfg` (RLParams): the variant's aggregation over params.yaml `reward:`."""
+    from gtalign.reward.judges import make_judge
+    from gtalign.train.reward_fn import WelfareReward
+
+    reward = section(dict(params), "reward")
+    options = {**dict(section(reward, "judge").get(cfg.judge) or {}), **cfg.judge_options}
+    return WelfareReward(
+        judge=make_judge(cfg.judge, **options),
+        cfg=reward_config(dict(params), aggregation=cfg.variant),
+        normalization=cfg.normalization,
+        record=record,
+        max_judge_failure_rate=cfg.max_judge_failure_rate,
+    )
+
+
+def rl_stage(
+    root: Path,
+    params: Mapping[str, Any],
+    variant: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    evaluate: bool = True,
+    callbacks: Sequence[Any] = (),
+    record_rewards: bool = False,
+) -> RLResult:
+    """GRPO with the welfare reward of `variant` (default params.yaml `rl.variant`) from the SFT (or base) model."""
+    from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
+    from gtalign.train.sft import load_demonstrations
+
+    layout = TrainLayout(root)
+    cfg = rl_params(params, variant)
+    name = f"rl-{cfg.variant}"
+    init = _resolve_init(layout, cfg.init)
+    out, ckpts = layout.model(name), layout.checkpoints(name)
+    if not layout.demonstrations.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
+    reward = make_reward(params, cfg, record=record_rewards)
+    identity = {
+        "rl": cfg.model_dump(exclude={"resume", "eval", "collapse_ratio", "logging_steps"}),
+        "reward": reward.cfg.model_dump(),
+        "init": [init, _folder_identity(init)],
+        "data": _file_md5(layout.demonstrations),
+    }
+    resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
+    tags = {
+        "gtalign.rl_algorithm": RL_ALGORITHM_TAG,
+        "gtalign.trainer": "trl.GRPOTrainer",
+        "gtalign.variant": cfg.variant,
+        "gtalign.judge": cfg.judge,
+        "gtalign.normalization": cfg.normalization,
+        "gtalign.init_model": init,
+        "gtalign.resumed_from": resume.name if resume else "none",
+        "gtalign.world_size": str(world_size()),
+    }
+    logged = {"rl": cfg.model_dump(), "reward": reward.cfg.model_dump(), "init_model": init}
+    with training_run(
+        root,
+        name,
+        logged,
+        tags,
+        checkpoints=ckpts,
+        resuming=resume is not None,
+        tracking_uri=tracking_uri,
+        enabled=track,
+    ) as run:
+        outcome = train_rl(
+            init,
+            load_demonstrations(layout.demonstrations),
+            out,
+            ckpts,
+            cfg,
+            reward,
+            resume_from=resume,
+            report_to="mlflow" if run is not None else "none",
+            run_name=name,
+            callbacks=callbacks,
+        )
+        if not is_main_process():
+            return RLResult(out, cfg.variant, {}, global_step=outcome.global_step, reward=reward)
+        curve = write_curve(outcome.log_history, layout.plot(name, "reward"), RL_CURVE_KEYS)
+        rewards = [r["reward"] for r in curve if "reward" in r]
+        head = rewards[: max(1, len(rewards) // 4)]
+        tail = rewards[-max(1, len(rewards) // 4) :]
+        totals = reward.totals
+        metrics: dict[str, float] = {
+            "global_step": float(outcome.global_step),
+            "train_prompts": float(outcome.train_prompts),
+            "dropped_prompts": float(outcome.dropped_prompts),
+            "train_seconds": outcome.train_seconds,
+            "step_seconds": outcome.train_seconds / max(1, outcome.global_step - (outcome.resumed_from or 0)),
+            "generated_tokens_per_second": outcome.completion_tokens / outcome.train_seconds
+            if outcome.train_seconds
+            else 0.0,
+            "train_reward_first_quarter": statistics.fmean(head) if rewards else math.nan,
+            "train_reward_last_quarter": statistics.fmean(tail) if rewards else math.nan,
+            "reward_judge_failures": float(totals.judge_failures),
+            "reward_format_errors": float(totals.format_errors),
+            "reward_completions": float(totals.completions),
+        }
+        result_eval = init_eval = None
+        if evaluate:
+            rows = held_out_rows(root, params, cfg.eval)
+            judge, rcfg, key = _eval_setup(params, cfg.eval)
+            t0 = time.perf_counter()
+            if Path(init).is_dir():
+                init_eval = evaluate_folder(
+                    Path(init), rows, cfg.eval, judge, rcfg, cache_key=key, cache_dir=layout.eval_cache
+                )
+            if world_size() == 1:
+                result_eval = evaluate_policy(
+                    outcome.trainer.model, outcome.trainer.processing_class, rows, cfg.eval, judge, rcfg
+                )
+                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
+            else:
+                result_eval = _evaluate_saved(out, rows, cfg.eval, judge, rcfg)
+                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
+            metrics["eval_seconds"] = time.perf_counter() - t0
+            metrics |= result_eval.metrics("heldout_")
+            if init_eval is not None:
+                metrics |= {k: v for k, v in init_eval.metrics("init_").items() if "/" not in k}
+                metrics["welfare_gain"] = result_eval.welfare - init_eval.welfare
+        outcome.trainer = None
+        _write_metrics(layout.metrics(name), metrics)
+        if run is not None:
+            _log_mlflow(
+                metrics,
+                [(out, "model"), (layout.plot(name, "reward"), None), (out / "heldout_generations.jsonl", None)],
+                logged,
+            )
+        return RLResult(
+            out,
+            cfg.variant,
+            metrics,
+            curve,
+            result_eval,
+            init_eval,
+            run.info.run_id if run is not None else None,
+            outcome.global_step,
+            outcome.resumed_from,
+            reward,
+        )
+
+
+__all__ = [
+    "BaseModelParams",
+    "BaseModelResult",
+    "RLResult",
+    "SFTResult",
+    "base_model_stage",
+    "make_reward",
+    "rl_params",
+    "rl_stage",
+    "sft_stage",
+]

@@ -1,0 +1,186 @@
+"""Training assets: base_model -> sft_model -> rl_model (variant by run config), with their checks.
+
+`base_model` runs in-process (it builds a tokenizer and a seeded config in seconds, or writes a pointer to a
+pretrained model). `sft_model` and `rl_model` run the training step as a subprocess through Dagster Pipes
+(`python -m gtalign.train.pipes_entry ...`), so the same asset can launch it under `accelerate launch` with a
+DeepSpeed/FSDP config (`launcher` in the run config) or be swapped for a Pipes client that runs on a cluster. The
+subprocess reports the metadata and the check results; the checks are declared here as the assets' check specs.
+
+Register in pipelines/definitions.py: assets `base_model`, `sft_model`, `rl_model` (their checks come with them:
+`sft_loss_finite`, `sft_format_validity`, `rl_loss_finite`, `rl_reward_not_collapsed`, `rl_judge_failure_rate`) and
+the resource `pipes_subprocess_client: dg.PipesSubprocessClient()`; selections as AssetSelection objects only.
+"""
+
+import json
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from gtalign.train import stages as train_stages
+from gtalign.train.pipes_entry import RL_CHECKS, SFT_CHECKS
+from pipelines.defs import data
+from pipelines.defs.resources import MlflowResource, ProjectResource
+
+GROUP = "training"
+
+
+class LaunchConfig(dg.Config):
+    """How the training subprocess is started; empty = this Python. e.g.
+    `accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml` (then `-m gtalign.train.pipes_entry`
+    is appended), or `accelerate launch --config_file configs/accelerate/cpu_single.yaml`."""
+
+    launcher: str = ""
+    preset: str | None = None  # YAML overlaid on params.yaml, e.g. configs/train/qwen2.5-3b.yaml
+    evaluate: bool = True
+
+
+class SFTRunConfig(LaunchConfig):
+    """Per-run overrides of params.yaml `sft:` (unset = params.yaml)."""
+
+    max_steps: int | None = None
+    learning_rate: float | None = None
+    per_device_train_batch_size: int | None = None
+    seed: int | None = None
+
+
+class RLRunConfig(LaunchConfig):
+    """Which welfare variant to train, plus per-run overrides of params.yaml `rl:`."""
+
+    variant: str = "cobb_douglas"  # cobb_douglas (GTAlign) | user | llm | linear | ces
+    judge: str | None = None
+    normalization: str | None = None
+    max_steps: int | None = None
+    learning_rate: float | None = None
+    seed: int | None = None
+
+
+def _params(project: ProjectResource, config: LaunchConfig, section: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    params = project.params()
+    if config.preset:
+        import yaml
+
+        from gtalign.train.cli import deep_merge
+
+        overlay = yaml.safe_load((project.path / config.preset).read_text(encoding="utf-8")) or {}
+        params = deep_merge(params, overlay)
+    overrides = {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
+    params.setdefault(section, {}).update(overrides)
+    return params
+
+
+def _command(
+    config: LaunchConfig,
+    stage: str,
+    params_json: Path,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    extra: list[str],
+) -> list[str]:
+    launcher = shlex.split(config.launcher) if config.launcher else [sys.executable]
+    cmd = [*launcher, "-m", "gtalign.train.pipes_entry", stage, "--root", str(project.path)]
+    cmd += ["--params-json", str(params_json), *extra]
+    if mlflow.uri():
+        cmd += ["--tracking-uri", mlflow.uri()]
+    if not config.evaluate:
+        cmd.append("--no-eval")
+    return cmd
+
+
+def _run_pipes(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    command_for: Any,
+    params: dict[str, Any],
+    project: ProjectResource,
+) -> Any:
+    with tempfile.TemporaryDirectory(prefix="gtalign-pipes-") as tmp:
+        path = Path(tmp) / "params.json"
+        path.write_text(json.dumps(params, default=str), encoding="utf-8")
+        env = {"TOKENIZERS_PARALLELISM": "false", "GTALIGN_ROOT": str(project.path)}
+        return client.run(context=context, command=command_for(path), env=env, cwd=str(project.path)).get_results()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "mlflow"},
+    deps=[data.sft_demonstrations],
+    description="The policy before training: the tiny Qwen2 model with a tokenizer trained on the curated corpus and "
+    "demonstrations (CPU preset), or a pointer to a pretrained model (params.yaml base_model.kind=pretrained).",
+)
+def base_model(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    result = train_stages.base_model_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    return dg.MaterializeResult(
+        metadata={
+            **{k: float(v) for k, v in result.metrics.items()},
+            "kind": result.kind,
+            "path": str(result.path),
+            "mlflow_run_id": result.run_id or "",
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "mlflow"},
+    deps=[base_model, data.sft_demonstrations],
+    check_specs=[dg.AssetCheckSpec(name, asset="sft_model") for name in SFT_CHECKS],
+    description="SFT warm start (TRL SFTTrainer, completion-only loss) on the four-block demonstrations; held-out "
+    "strict format validity and welfare before and after. Runs as a Pipes subprocess (accelerate-launchable).",
+)
+def sft_model(
+    context: dg.AssetExecutionContext,
+    config: SFTRunConfig,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+):
+    params = _params(project, config, "sft", ("max_steps", "learning_rate", "per_device_train_batch_size", "seed"))
+    return _run_pipes(
+        context,
+        pipes_subprocess_client,
+        lambda path: _command(config, "sft", path, project, mlflow, []),
+        params,
+        project,
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "mlflow"},
+    deps=[sft_model],
+    check_specs=[dg.AssetCheckSpec(name, asset="rl_model") for name in RL_CHECKS],
+    description="Welfare-reward RL (TRL GRPOTrainer; the paper's PPO/GAE does not exist in TRL 1.x) from the SFT "
+    "model; the variant (cobb_douglas = GTAlign, user, llm, linear) is the run config's `variant`. Runs as a Pipes "
+    "subprocess; reports held-out welfare before/after and the reward curve.",
+)
+def rl_model(
+    context: dg.AssetExecutionContext,
+    config: RLRunConfig,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+):
+    params = _params(project, config, "rl", ("judge", "normalization", "max_steps", "learning_rate", "seed"))
+    params["rl"]["variant"] = config.variant
+    context.log.info(f"rl_model: variant {config.variant} -> artifacts/models/rl-{config.variant}")
+    return _run_pipes(
+        context,
+        pipes_subprocess_client,
+        lambda path: _command(config, "rl", path, project, mlflow, ["--variant", config.variant]),
+        params,
+        project,
+    )
+
+
+TRAINING_ASSETS = [base_model, sft_model, rl_model]
+
+# For convenience of definitions.py: a job over the training assets only (AssetSelection objects, never strings).
+training_job = dg.define_asset_job(
+    "training", selection=dg.AssetSelection.assets(*TRAINING_ASSETS), description="base model -> SFT -> RL"
+)
+
+__all__ = ["TRAINING_ASSETS", "base_model", "rl_model", "sft_model", "training_job"]

@@ -1,0 +1,185 @@
+"""End-to-end training on the tiny preset: SFT lifts strict validity, RL optimises exactly `score_batch`, a killed
+run resumes, `accelerate launch` runs SFT in one CPU process.
+
+One module fixture builds a private project (the real raw data, curated with the repo's tiny preset, the rule
+teacher's demonstrations, the base model) and trains SFT once with the repo's params; the other tests reuse it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gtalign.config import load_params
+from gtalign.reward import RewardInput, score_batch
+from gtalign.train.common import last_checkpoint
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DAGSTER_"))}
+    env.update(TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", MLFLOW_TRACKING_URI=f"sqlite:///{root}/m.db")
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """data -> curated -> demonstrations -> base model -> SFT (the repo's tiny-preset params), no tracking."""
+    from gtalign.data import RawDataMissingError, check_raw_data, pull_data
+    from gtalign.stages import curate_stage, demonstrations_stage
+    from gtalign.train.stages import base_model_stage, sft_stage
+
+    try:
+        check_raw_data(REPO / "data")
+    except RawDataMissingError:
+        pull_data(REPO)
+    root = tmp_path_factory.mktemp("train")
+    (root / "data").symlink_to(REPO / "data")
+    params = load_params(REPO / "params.yaml")
+    curate_stage(root, params, track=False, validate=False)
+    demonstrations_stage(root, params, track=False)
+    base_model_stage(root, params, track=False)
+    t0 = time.perf_counter()
+    result = sft_stage(root, params, track=False)
+    result.metrics["test_wall_seconds"] = time.perf_counter() - t0
+    return root, params, result
+
+
+def test_sft_lifts_strict_format_validity(project):
+    root, _, result = project
+    m = result.metrics
+    print(json.dumps({k: v for k, v in m.items() if "/" not in k}, indent=1))
+    assert m["init_strict_valid"] <= 0.05  # the untrained model never writes the four blocks
+    assert m["heldout_strict_valid"] >= 0.9  # the issue's target, on curated dev prompts never trained on
+    assert m["heldout_welfare"] > m["init_welfare"] + 0.3
+    assert m["loss_finite"] == 1.0 and m["loss_final"] < m["loss_first"] / 4
+    assert (root / "artifacts" / "models" / "sft" / "model.safetensors").is_file()
+    assert (root / "artifacts" / "plots" / "sft_loss.csv").read_text().startswith("step,loss")
+    assert json.loads((root / "artifacts" / "metrics" / "sft.json").read_text())["global_step"] == m["global_step"]
+
+
+def test_rl_optimises_exactly_score_batch_and_tracks_it(project):
+    """The reward TRL logged per step is the mean of `score_batch` over that step's completions; MLflow has it."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from gtalign.train.stages import rl_stage
+
+    root, params, _ = project
+    p = json.loads(json.dumps(params))
+    p["rl"].update({"max_steps": 3, "max_completion_length": 160, "save_steps": 100, "logging_steps": 1})
+    p["rl"]["eval"].update({"per_source": 4})
+    uri = f"sqlite:///{root}/mlflow-rl.db"
+    result = rl_stage(root, p, "cobb_douglas", tracking_uri=uri, record_rewards=True)
+    reward = result.reward
+    per_step = p["rl"]["per_device_train_batch_size"]
+    assert len(reward.history) == 3 * per_step
+    rescored = score_batch(
+        [RewardInput(h["completion"], h["data_source"], h["ground_truth"], h["extra_info"]) for h in reward.history],
+        reward.judge,
+        reward.cfg,
+    )
+    assert [r.score for r in rescored] == [h["score"] for h in reward.history]
+    logged = [h for h in result.curve if "reward" in h]
+    assert len(logged) == 3
+    for step, entry in enumerate(logged):
+        batch = [h["score"] for h in reward.history[step * per_step : (step + 1) * per_step] if h["score"] is not None]
+        assert entry["reward"] == pytest.approx(sum(batch) / len(batch), abs=1e-6)
+    mlflow.set_tracking_uri(uri)
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.tags["gtalign.rl_algorithm"].startswith("grpo (paper: PPO/GAE on verl; TRL 1.x has no PPO)")
+    assert run.data.tags["gtalign.variant"] == "cobb_douglas" and "gtalign.data_version" in run.data.tags
+    assert run.data.params["rl.num_generations"] == str(p["rl"]["num_generations"])
+    assert {"reward", "welfare/U/all", "welfare/L/all", "welfare/judge_failures/all", "heldout_welfare"} <= set(
+        run.data.metrics
+    )
+    assert any(a.path == "model" for a in MlflowClient().list_artifacts(result.run_id))
+
+
+def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
+    root, _, _ = project
+    work = tmp_path / "resume"
+    shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
+    cmd = [
+        sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", str(REPO / "params.yaml"),
+        "--no-track", "--no-eval", "--set", "sft.max_steps=8", "--set", "sft.save_steps=2", "--set",
+        "sft.logging_steps=1", "--set", "sft.warmup_steps=0", "--set", "sft.save_total_limit=null",
+    ]  # fmt: skip
+    ckpts = work / "artifacts" / "checkpoints" / "sft"
+    proc = subprocess.Popen(cmd, cwd=work, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while (last_checkpoint(ckpts) is None or last_checkpoint(ckpts).name == "checkpoint-2") and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint-4 within 300 s"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = last_checkpoint(ckpts)
+    assert killed_at is not None and int(killed_at.name.split("-")[1]) >= 4
+    if int(killed_at.name.split("-")[1]) == 8:
+        pytest.skip("the run finished before it could be killed (machine too fast for this test's timing)")
+    done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((last_checkpoint(ckpts) / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == list(range(1, 9))  # one continuous history: the resumed run continued, it did not restart
+    metrics = json.loads((work / "artifacts" / "metrics" / "sft.json").read_text())
+    assert metrics["global_step"] == 8
+
+
+def test_accelerate_launch_single_cpu_process(project, tmp_path):
+    root, _, _ = project
+    work = tmp_path / "accel"
+    shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
+    cmd = [
+        str(BIN / "accelerate"), "launch", "--config_file", str(REPO / "configs" / "accelerate" / "cpu_single.yaml"),
+        "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", str(REPO / "params.yaml"), "--no-eval",
+        "--set", "sft.max_steps=3", "--set", "sft.save_steps=3", "--set", "sft.logging_steps=1",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((work / "artifacts" / "metrics" / "sft.json").read_text())
+    assert metrics["global_step"] == 3 and metrics["loss_finite"] == 1.0
+    assert (work / "artifacts" / "models" / "sft" / "model.safetensors").is_file()
+    assert yaml.safe_load((REPO / "configs" / "accelerate" / "cpu_single.yaml").read_text())["use_cpu"] is True
+
+
+def test_dagster_sft_asset_runs_the_step_through_pipes(project, tmp_path):
+    """`sft_model` launches `python -m gtalign.train.pipes_entry sft`; metadata and both checks come back."""
+    import dagster as dg
+
+    from pipelines.defs import training
+    from pipelines.defs.resources import MlflowResource, ProjectResource
+
+    root, params, _ = project
+    work = tmp_path / "dg"
+    shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = dg.materialize(
+        [training.sft_model],
+        resources={
+            "project": ProjectResource(root=str(work)),
+            "mlflow": MlflowResource(tracking_uri=f"sqlite:///{work}/m.db"),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
+        run_config=dg.RunConfig(ops={"sft_model": training.SFTRunConfig(max_steps=2, evaluate=False)}),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["global_step"].value == 2 and metadata["mlflow_run_id"].value
+    assert "loss" in metadata["loss_curve"].value
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"sft_loss_finite": True, "sft_format_validity": False}  # not evaluated: not passed
