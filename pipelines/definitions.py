@@ -7,7 +7,7 @@ selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 
 import dagster as dg
 
-from pipelines.defs import data, evaluation, registry, training
+from pipelines.defs import data, evaluation, paper, registry, training
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
@@ -20,11 +20,17 @@ gtalign_pipeline = dg.define_asset_job(
     "RL (GTAlign) -> evaluation + report -> registered model -> promotion gate -> champion.",
 )
 data_job = dg.define_asset_job("data_only", selection=dg.AssetSelection.assets(*DATA_ASSETS))
+paper_job = dg.define_asset_job(
+    "paper",
+    selection=dg.AssetSelection.assets(*ASSETS, paper.paper_baselines),
+    config=paper.PAPER_RUN_CONFIG,
+    description="The paper preset: gtalign_pipeline plus the user, llm and linear reward baselines, all evaluated.",
+)
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, paper.paper_baselines],
     asset_checks=[data.curated_data_expectations, *registry.ASSET_CHECKS],
-    jobs=[gtalign_pipeline, data_job, training.training_job],
+    jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
     resources={
         "project": ProjectResource(),
         "mlflow": MlflowResource(),

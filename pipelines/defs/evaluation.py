@@ -22,7 +22,7 @@ class EvaluationRunConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"mlflow", "matplotlib"},
-    deps=TRAINING_ASSETS,
+    deps=[*TRAINING_ASSETS, dg.AssetKey("paper_baselines")],  # the baselines only run in the `paper` job
     description="Tables 3-7 of the paper (format, answer, Ans./Token, R/T, behaviour, welfare, Pareto metrics, OOD, "
     "exact matrix reasoning) with bootstrap intervals, per model and source; artifacts/report/report.md and plots.",
 )
