@@ -163,7 +163,7 @@ def test_dagster_ui_launch_through_the_webserver(project: Path):
         selector = {
             "repositoryLocationName": repos[0]["location"]["name"],
             "repositoryName": repos[0]["name"],
-            "pipelineName": "gtalign_pipeline",
+            "pipelineName": "data_only",
         }
         launch = _graphql(
             url,
