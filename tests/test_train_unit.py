@@ -259,7 +259,8 @@ def test_curve_csv_and_markdown(tmp_path):
 
 
 def test_presets_and_set_overrides_merge_deeply(tmp_path):
-    from gtalign.train.cli import apply_set, deep_merge, load_training_params
+    from gtalign.config import apply_set, deep_merge
+    from gtalign.train.cli import load_training_params
 
     assert deep_merge({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}}
     assert apply_set({"rl": {"max_steps": 30}}, "rl.args.use_vllm=true") == {

@@ -29,32 +29,6 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """`overlay` over `base`, recursively for mappings (a preset changes a few keys of a section, not all)."""
-    out = dict(base)
-    for key, value in overlay.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def apply_set(params: dict[str, Any], assignment: str) -> dict[str, Any]:
-    """`rl.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
-    import yaml
-
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--set expects section.key=value, got {assignment!r}")
-    value = yaml.safe_load(raw)
-    node: dict[str, Any] = {}
-    top = node
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-    return deep_merge(params, top)
-
-
 def load_training_params(
     root: Path,
     params: Path | None = None,
@@ -62,20 +36,10 @@ def load_training_params(
     sets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """params.yaml, then each preset in order, then the `--set` overrides."""
-    import yaml
+    from gtalign.config import load_params_with
 
-    from gtalign.config import load_params
-
-    p = load_params(params or root / "params.yaml")
     presets = [preset] if isinstance(preset, str | Path) else list(preset or [])
-    for path in presets:
-        overlay = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(overlay, dict):
-            raise ValueError(f"{path}: a preset must be a mapping of params sections")
-        p = deep_merge(p, overlay)
-    for assignment in sets or []:
-        p = apply_set(p, assignment)
-    return p
+    return load_params_with(params or root / "params.yaml", presets, sets or [])
 
 
 def _params(root: Path, params: Path | None, preset: list[Path] | None, sets: list[str] | None) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def _params(project: ProjectResource, config: LaunchConfig, section: str, keys: 
     if config.preset:
         import yaml
 
-        from gtalign.train.cli import deep_merge
+        from gtalign.config import deep_merge
 
         overlay = yaml.safe_load((project.path / config.preset).read_text(encoding="utf-8")) or {}
         params = deep_merge(params, overlay)
