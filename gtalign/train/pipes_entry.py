@@ -174,11 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+        from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
     except ImportError:  # running outside Dagster on a machine without dagster-pipes
         run(args)
         return 0
-    if not (is_main_process() and is_dagster_pipes_process()):
+    # dagster-pipes 1.13 has no module-level `is_dagster_pipes_process`; its params loader answers the question
+    if not (is_main_process() and PipesEnvVarParamsLoader().is_dagster_pipes_process()):
         run(args)
         return 0
     with open_dagster_pipes() as pipes:
