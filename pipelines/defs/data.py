@@ -3,7 +3,6 @@
 Each asset calls one `gtalign.stages` function and turns its result into metadata.
 """
 
-
 import dagster as dg
 import pandas as pd
 

@@ -1,6 +1,5 @@
 """Resources: where the project lives and where MLflow tracks. I/O configuration only; no pipeline logic."""
 
-
 import os
 from pathlib import Path
 from typing import Any
