@@ -33,7 +33,6 @@ def fresh_clone(parent: Path, *, with_shared: bool) -> Path:
     return repo
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_fresh_clone_pulls_data(tmp_path: Path) -> None:
     assert (SHARED / "gtalign-data" / "dvc-store").is_dir(), f"the shared DVC store is missing under {SHARED}"
     repo = fresh_clone(tmp_path, with_shared=True)
@@ -44,7 +43,6 @@ def test_fresh_clone_pulls_data(tmp_path: Path) -> None:
     assert len(load_raw(data)) == 11624
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_missing_remote_directory_is_explained(tmp_path: Path) -> None:
     repo = fresh_clone(tmp_path, with_shared=False)
     with pytest.raises(DataPullError) as err:
@@ -55,7 +53,6 @@ def test_missing_remote_directory_is_explained(tmp_path: Path) -> None:
     assert "dvc remote modify --local gtalign url" in message and "make data" in message
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_local_override_of_remote(tmp_path: Path) -> None:
     repo = fresh_clone(tmp_path, with_shared=False)
     store = SHARED / "gtalign-data" / "dvc-store"
@@ -63,7 +60,6 @@ def test_local_override_of_remote(tmp_path: Path) -> None:
     assert (pull_data(repo) / "wildguard" / "train.parquet").is_file()
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_no_remote_configured(tmp_path: Path) -> None:
     repo = fresh_clone(tmp_path, with_shared=False)
     (repo / ".dvc" / "config").write_text("")
