@@ -204,7 +204,7 @@ def _bare(policy: Path, demos: list, tmp: Path, tag: str, steps: int, completion
     return _step_times(list(trainer.state.log_history), skip=1)
 
 
-def bench_rl_overhead(tmp: Path, steps: int = 8, completion: int = 128, rounds: int = 2) -> str:
+def bench_rl_overhead(tmp: Path, steps: int = 8, completion: int = 256, rounds: int = 2) -> str:
     """Our GRPO step time against bare TRL's, same reward numbers, interleaved runs; target <= 1.05x."""
     from gtalign.train.sft import load_demonstrations
 

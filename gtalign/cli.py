@@ -20,10 +20,12 @@ def _mount_subapps() -> None:
     from gtalign.evaluate.cli import eval_app
     from gtalign.registry_cli import registry_app
     from gtalign.steering_cli import serve, steer_app
+    from gtalign.train.cli import train_app
 
     app.add_typer(eval_app, name="eval")
     app.add_typer(registry_app, name="registry")
     app.add_typer(steer_app, name="steer")
+    app.add_typer(train_app, name="train")
     app.command("serve")(serve)
 
 

@@ -113,7 +113,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
         sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", str(REPO / "params.yaml"),
-        "--no-track", "--no-eval", "--set", "sft.max_steps=8", "--set", "sft.save_steps=2", "--set",
+        "--no-eval", "--set", "sft.max_steps=8", "--set", "sft.save_steps=2", "--set",
         "sft.logging_steps=1", "--set", "sft.warmup_steps=0", "--set", "sft.save_total_limit=null",
     ]  # fmt: skip
     ckpts = work / "artifacts" / "checkpoints" / "sft"
@@ -136,6 +136,14 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     assert steps == list(range(1, 9))  # one continuous history: the resumed run continued, it did not restart
     metrics = json.loads((work / "artifacts" / "metrics" / "sft.json").read_text())
     assert metrics["global_step"] == 8
+    # one training, one MLflow run: the resumed process continued the killed one's run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/m.db")
+    runs = client.search_runs([client.get_experiment_by_name("gtalign").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == (ckpts / "gtalign_mlflow_run_id").read_text().strip()
+    assert runs[0].data.tags["gtalign.resumed_from"] == killed_at.name
+    assert {m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")} == set(range(1, 9))
 
 
 def test_accelerate_launch_single_cpu_process(project, tmp_path):
