@@ -121,13 +121,11 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     deadline = time.monotonic() + 300
     while (last_checkpoint(ckpts) is None or last_checkpoint(ckpts).name == "checkpoint-2") and proc.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint-4 within 300 s"
-        time.sleep(0.5)
+        time.sleep(0.05)  # steps take ~1 s on CPU: the kill lands long before checkpoint-8
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = last_checkpoint(ckpts)
-    assert killed_at is not None and int(killed_at.name.split("-")[1]) >= 4
-    if int(killed_at.name.split("-")[1]) == 8:
-        pytest.skip("the run finished before it could be killed (machine too fast for this test's timing)")
+    assert killed_at is not None and 4 <= int(killed_at.name.split("-")[1]) < 8, f"killed at {killed_at}"
     done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((last_checkpoint(ckpts) / "trainer_state.json").read_text())
