@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from gtalign.cli_support import cli_params, fail
+
 app = typer.Typer(help="GTAlign: game-theoretic alignment of LLM assistants for social welfare.", no_args_is_help=True)
 reward_app = typer.Typer(help="The welfare reward.", no_args_is_help=True)
 data_app = typer.Typer(help="Raw data, curation, validation and demonstrations.", no_args_is_help=True)
@@ -33,11 +35,6 @@ _mount_subapps()
 
 ROOT_OPTION = typer.Option("--root", help="repo root (where params.yaml, data/ and artifacts/ live)")
 PARAMS_OPTION = typer.Option("--params", help="params file (default: <root>/params.yaml)")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @reward_app.command("score")
@@ -71,23 +68,23 @@ def reward_score(
     from gtalign.reward.judges import JUDGES, make_judge
 
     if judge not in JUDGES:
-        raise _fail(f"--judge must be one of {', '.join(JUDGES)}, got {judge!r}")
+        raise fail(f"--judge must be one of {', '.join(JUDGES)}, got {judge!r}")
     try:
         params_path = params or (Path("params.yaml") if Path("params.yaml").exists() else None)
         p = load_params(params_path) if params_path else {}
         cfg = reward_config(p, aggregation=aggregation)
         judge_opts = dict(section(section(p, "reward"), "judge").get(judge) or {})
     except (ParamsError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if judge == "openai":
         judge_opts.update({k: v for k, v in {"base_url": judge_base_url, "model": judge_model}.items() if v})
     try:
         the_judge = make_judge(judge, **judge_opts)
     except (TypeError, ValueError) as e:
-        raise _fail(f"cannot build the {judge} judge: {e}") from None
+        raise fail(f"cannot build the {judge} judge: {e}") from None
 
     if str(input_path) != "-" and not input_path.is_file():
-        raise _fail(f"{input_path}: no such input file")
+        raise fail(f"{input_path}: no such input file")
     src = sys.stdin if str(input_path) == "-" else input_path.open(encoding="utf-8", errors="replace")
     dst = sys.stdout if str(output) == "-" else output.open("w", encoding="utf-8")
     total = None if src is sys.stdin else sum(1 for _ in input_path.open("rb"))
@@ -100,7 +97,7 @@ def reward_score(
             dst.close()
     _print_summary(summary, judge, cfg.aggregation, getattr(the_judge, "stats", None))
     if summary.rows and summary.judge_failures / summary.rows > max_judge_failure_rate:
-        raise _fail(
+        raise fail(
             f"judge failures {summary.judge_failures}/{summary.rows} exceed --max-judge-failure-rate "
             f"{max_judge_failure_rate}",
             code=3,
@@ -140,15 +137,6 @@ def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
     console.print(table)
 
 
-def _stage_params(root: Path, params: Path | None) -> dict:
-    from gtalign.config import ParamsError, load_params
-
-    try:
-        return load_params(params or root / "params.yaml")
-    except ParamsError as e:
-        raise _fail(str(e)) from None
-
-
 def _run_stage(name: str, root: Path, params: Path | None):
     """Run a library stage, turning its expected failures into one clear message and exit code 1."""
     from gtalign import stages
@@ -160,9 +148,9 @@ def _run_stage(name: str, root: Path, params: Path | None):
         "teacher_eval": stages.teacher_eval_stage,
     }[name]
     try:
-        return fn(root.resolve(), _stage_params(root, params))
+        return fn(root.resolve(), cli_params(root, params))
     except (RawDataMissingError, DataPullError, DataValidationError, FileNotFoundError) as e:
-        raise _fail(f"{name}: {e}", code=1) from None
+        raise fail(f"{name}: {e}", code=1) from None
 
 
 @data_app.command("pull")
@@ -173,7 +161,7 @@ def data_pull(root: Annotated[Path, ROOT_OPTION] = Path(".")) -> None:
     try:
         path = pull_data(root.resolve())
     except DataPullError as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     typer.echo(f"data ready in {path}")
 
 
@@ -218,14 +206,10 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from gtalign.config import ParamsError, load_params_with
     from gtalign.pipeline import run_pipeline
 
     console = Console(stderr=True)
-    try:
-        p = load_params_with(root / "params.yaml" if params is None else params, presets=preset or [])
-    except (ParamsError, ValueError, OSError) as e:
-        raise _fail(str(e)) from None
+    p = cli_params(root, params, presets=preset)
     summary = run_pipeline(root, p, log=lambda msg: console.rule(msg))
     table = Table(title="gtalign demo", show_header=False)
     for step, seconds in summary.seconds.items():

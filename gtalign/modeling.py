@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>")
 QWEN_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (Qwen2 pre-tokenizer regex, verbatim)
@@ -34,9 +35,10 @@ PROTOCOL_TEXT = (
 )
 
 
-@dataclass(frozen=True)
-class TinyModelConfig:
+class TinyModelConfig(BaseModel):
     """The embedded default: small enough to learn the four-block format on 2 CPU cores in minutes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     vocab_size: int = 4096
     hidden_size: int = 256
@@ -79,9 +81,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, model_max_leng
     )
 
 
-def build_tiny_model(tokenizer: Any, cfg: TinyModelConfig = TinyModelConfig()) -> Any:
+def build_tiny_model(tokenizer: Any, cfg: TinyModelConfig | None = None) -> Any:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = cfg or TinyModelConfig()
 
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -103,15 +107,16 @@ def build_tiny_model(tokenizer: Any, cfg: TinyModelConfig = TinyModelConfig()) -
     return model
 
 
-def build_base_model(out_dir: Path, corpus: Iterable[str], cfg: TinyModelConfig = TinyModelConfig()) -> Path:
+def build_base_model(out_dir: Path, corpus: Iterable[str], cfg: TinyModelConfig | None = None) -> Path:
     """Train the tokenizer on `corpus`, build the seeded tiny model, save both (a standard HF folder)."""
+    cfg = cfg or TinyModelConfig()
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(corpus, cfg.vocab_size, cfg.max_position_embeddings)
     model = build_tiny_model(tokenizer, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
     model.save_pretrained(out_dir)
-    (out_dir / "gtalign_model.json").write_text(json.dumps({"kind": "tiny", **asdict(cfg)}, indent=2) + "\n")
+    (out_dir / "gtalign_model.json").write_text(json.dumps({"kind": "tiny", **cfg.model_dump()}, indent=2) + "\n")
     return out_dir
 
 

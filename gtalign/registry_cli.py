@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from gtalign.cli_support import cli_params, fail
+
 registry_app = typer.Typer(
     help="MLflow model registry: register the assistant (challenger), promote it by the gate (champion).",
     no_args_is_help=True,
@@ -24,23 +26,6 @@ TRACKING_URI = typer.Option(
     "--tracking-uri",
     help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db)",
 )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _params(root: Path, params: Path | None) -> dict[str, Any]:
-    from gtalign.config import ParamsError, load_params
-
-    path = params or root / "params.yaml"
-    if params is None and not path.exists():
-        return {}  # every registry setting has a default
-    try:
-        return load_params(path)
-    except ParamsError as e:
-        raise _fail(str(e)) from None
 
 
 def _uri(root: Path, tracking_uri: str | None) -> str:
@@ -72,14 +57,14 @@ def register_cmd(
     try:
         reg = register_from_params(
             root,
-            _params(root, params),
+            cli_params(root, params, optional=True),
             model_dir=model_dir,
             metrics_file=metrics,
             evaluated_model=model,
             tracking_uri=_uri(root, tracking_uri),
         )
     except RegistryError as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
     for key, value in sorted(reg.metrics.items()):
         typer.echo(f"  {key} = {value:.4f}")
@@ -102,11 +87,11 @@ def promote_cmd(
     from gtalign.registry import RegistryConfig, RegistryError, promote_from_params, write_decision
 
     root = root.resolve()
-    p = _params(root, params)
+    p = cli_params(root, params, optional=True)
     try:
         decision = promote_from_params(p, _uri(root, tracking_uri), tolerance=tolerance)
     except RegistryError as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     path = write_decision(decision, output or root / RegistryConfig.from_params(p).decision_file)
     typer.echo(f"{decision.name} v{decision.version}: {decision.decision.upper()} (champion: v{decision.champion})")
     for reason in decision.reasons:
@@ -140,7 +125,7 @@ def show_cmd(
     from gtalign.registry import RegistryConfig, describe
 
     root = root.resolve()
-    name = RegistryConfig.from_params(_params(root, params)).model_name
+    name = RegistryConfig.from_params(cli_params(root, params, optional=True)).model_name
     typer.echo(json.dumps(describe(_uri(root, tracking_uri), name), indent=2))
 
 
@@ -161,7 +146,7 @@ def predict_cmd(
     from gtalign.registry import RegistryConfig
 
     root = root.resolve()
-    name = RegistryConfig.from_params(_params(root, params)).model_name
+    name = RegistryConfig.from_params(cli_params(root, params, optional=True)).model_name
     uri = _uri(root, tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from gtalign.cli_support import cli_params, fail
 
 steer_app = typer.Typer(
     help="Pricing steering: edit the payoff matrix at </payoff> and continue.", no_args_is_help=True
@@ -28,23 +30,6 @@ MODEL = typer.Option(
     "--model", help="checkpoint folder or registered model URI, e.g. models:/gtalign-assistant@champion"
 )
 TRACKING_URI = typer.Option("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else <root>/mlflow.db)")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _params(root: Path, params: Path | None) -> dict[str, Any]:
-    from gtalign.config import ParamsError, load_params
-
-    path = params or root / "params.yaml"
-    if params is None and not path.exists():
-        return {}
-    try:
-        return load_params(path)
-    except ParamsError as e:
-        raise _fail(str(e)) from None
 
 
 def _threads(threads: int | None) -> None:
@@ -72,7 +57,7 @@ def steer_eval(
     try:
         result = steering_eval_stage(
             root.resolve(),
-            _params(root, params),
+            cli_params(root, params, optional=True),
             model=model,
             per_source=per_source,
             out_dir=out_dir,
@@ -80,7 +65,7 @@ def steer_eval(
             track=not no_track,
         )
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     typer.echo(result.markdown)
     typer.echo(
         f"wrote {result.paths['report']}, {result.paths['metrics']}" + (f"; run {result.run_id}" * bool(result.run_id))
@@ -97,7 +82,7 @@ def steer_words(
     from gtalign.steering import expected_words_from_completions
 
     if not demonstrations.is_file():
-        raise _fail(f"{demonstrations}: no such file (run `gtalign data demonstrations` first)", code=1)
+        raise fail(f"{demonstrations}: no such file (run `gtalign data demonstrations` first)", code=1)
 
     def texts():
         with demonstrations.open(encoding="utf-8") as f:
@@ -125,7 +110,7 @@ def serve(
     from gtalign.steering import steering_config
 
     _threads(threads)
-    p = _params(root, params)
+    p = cli_params(root, params, optional=True)
     try:
         settings = serve_settings(
             p, model=model, host=host, port=port, served_model_name=served_model_name, device=device
@@ -135,7 +120,7 @@ def serve(
             settings.model, root=root.resolve(), steering=steering, settings=settings, tracking_uri=tracking_uri
         )
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not _key_set(settings.api_key_env):
         typer.echo(f"warning: binding {settings.host} without an API key (set ${settings.api_key_env})", err=True)
     typer.echo(f"serving {engine.name} on http://{settings.host}:{settings.port}/v1", err=True)

@@ -259,8 +259,7 @@ def test_curve_csv_and_markdown(tmp_path):
 
 
 def test_presets_and_set_overrides_merge_deeply(tmp_path):
-    from gtalign.config import apply_set, deep_merge
-    from gtalign.train.cli import load_training_params
+    from gtalign.config import apply_set, deep_merge, load_params_with
 
     assert deep_merge({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}) == {"a": {"x": 1, "y": 3}}
     assert apply_set({"rl": {"max_steps": 30}}, "rl.args.use_vllm=true") == {
@@ -268,7 +267,7 @@ def test_presets_and_set_overrides_merge_deeply(tmp_path):
     }
     (tmp_path / "params.yaml").write_text("rl: {max_steps: 30, seed: 0}\nsft: {max_steps: 80}\n")
     (tmp_path / "preset.yaml").write_text("rl: {max_steps: 150}\n")
-    p = load_training_params(tmp_path, preset=tmp_path / "preset.yaml", sets=["sft.max_steps=5"])
+    p = load_params_with(tmp_path / "params.yaml", [tmp_path / "preset.yaml"], ["sft.max_steps=5"])
     assert p == {"rl": {"max_steps": 150, "seed": 0}, "sft": {"max_steps": 5}}
     with pytest.raises(ValueError):
         apply_set({}, "novalue")

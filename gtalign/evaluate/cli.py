@@ -14,14 +14,11 @@ from typing import Annotated
 
 import typer
 
+from gtalign.cli_support import cli_params, fail
+
 eval_app = typer.Typer(
     help="Evaluation: generation on the held-out sets, the paper's tables, the report.", no_args_is_help=True
 )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -29,20 +26,15 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     for v in values or []:
         name, sep, value = v.partition("=")
         if not sep or not name or not value:
-            raise _fail(f"{option} expects NAME=VALUE, got {v!r}")
+            raise fail(f"{option} expects NAME=VALUE, got {v!r}")
         if name in out:
-            raise _fail(f"{option}: {name!r} given twice")
+            raise fail(f"{option}: {name!r} given twice")
         out[name] = value
     return out
 
 
 def _params(root: Path, params: Path | None, overrides: dict[str, object]) -> dict:
-    from gtalign.config import ParamsError, load_params
-
-    try:
-        p = load_params(params or root / "params.yaml")
-    except ParamsError as e:
-        raise _fail(str(e)) from None
+    p = cli_params(root, params)
     evaluate = dict(p.get("evaluate") or {})
     evaluate.update({k: v for k, v in overrides.items() if v is not None})
     return {**p, "evaluate": evaluate}
@@ -92,7 +84,7 @@ def eval_run(
 
     models = _pairs(model, "--model")
     if not models:
-        raise _fail("give at least one --model NAME=PATH")
+        raise fail("give at least one --model NAME=PATH")
     overrides = {"judge": judge, "per_source": per_source, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
     p = _params(root, params, overrides)
     try:
@@ -100,7 +92,7 @@ def eval_run(
             root.resolve(), p, models, training_run_ids=_pairs(run_id, "--run-id"), track=track, overwrite=overwrite
         )
     except (GenerationMismatchError, FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     _summary(result)
 
 
@@ -122,7 +114,7 @@ def eval_report(
     try:
         result = report_stage(root.resolve(), p, model or None, track=track, plots=plots)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     _summary(result)
 
 
@@ -138,5 +130,5 @@ def eval_pipeline(
     try:
         result = evaluation_stage(root.resolve(), _params(root, params, {}))
     except (GenerationMismatchError, FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), code=1) from None
+        raise fail(str(e), code=1) from None
     _summary(result)

@@ -7,11 +7,12 @@ the summary goes to stderr. Runs under `accelerate launch -m gtalign.train.cli .
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from gtalign.cli_support import cli_params, fail
 
 train_app = typer.Typer(help="Training: base model, SFT warm start, welfare-reward RL (GRPO).", no_args_is_help=True)
 
@@ -22,33 +23,6 @@ PRESET_OPTION = typer.Option(
 )
 SET_OPTION = typer.Option("--set", help="override one value: section.key=value (YAML value), repeatable")
 NO_TRACK_OPTION = typer.Option("--no-track", help="skip MLflow tracking")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def load_training_params(
-    root: Path,
-    params: Path | None = None,
-    preset: Path | Sequence[Path] | None = None,
-    sets: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """params.yaml, then each preset in order, then the `--set` overrides."""
-    from gtalign.config import load_params_with
-
-    presets = [preset] if isinstance(preset, str | Path) else list(preset or [])
-    return load_params_with(params or root / "params.yaml", presets, sets or [])
-
-
-def _params(root: Path, params: Path | None, preset: list[Path] | None, sets: list[str] | None) -> dict[str, Any]:
-    from gtalign.config import ParamsError
-
-    try:
-        return load_training_params(root, params, preset, sets)
-    except (ParamsError, ValueError, OSError) as e:
-        raise _fail(str(e), code=2) from None
 
 
 def _summary(title: str, metrics: dict[str, float], keys: list[str], path: Path | None = None) -> None:
@@ -75,7 +49,7 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (FileNotFoundError, ValidationError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e), code=1) from None
 
 
 @train_app.command("base")
@@ -89,7 +63,9 @@ def base(
     """Build the base model (tiny: tokenizer trained on curated text + demonstrations) -> artifacts/models/base."""
     from gtalign.train.stages import base_model_stage
 
-    result = _run(base_model_stage, root.resolve(), _params(root, params, preset, set_), track=not no_track)
+    result = _run(
+        base_model_stage, root.resolve(), cli_params(root, params, presets=preset, sets=set_), track=not no_track
+    )
     _summary(f"base model ({result.kind})", result.metrics, list(result.metrics), result.path)
 
 
@@ -106,7 +82,11 @@ def sft(
     from gtalign.train.stages import sft_stage
 
     result = _run(
-        sft_stage, root.resolve(), _params(root, params, preset, set_), track=not no_track, evaluate=not no_eval
+        sft_stage,
+        root.resolve(),
+        cli_params(root, params, presets=preset, sets=set_),
+        track=not no_track,
+        evaluate=not no_eval,
     )
     keys = ["global_step", "loss_first", "loss_final", "train_seconds", "train_tokens_per_second"]
     keys += ["init_strict_valid", "heldout_strict_valid", "init_welfare", "heldout_welfare", "eval_seconds"]
@@ -132,7 +112,7 @@ def rl(
     result = _run(
         rl_stage,
         root.resolve(),
-        _params(root, params, preset, set_),
+        cli_params(root, params, presets=preset, sets=set_),
         variant,
         track=not no_track,
         evaluate=not no_eval,

@@ -145,14 +145,14 @@ def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list
 
 def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the stage; return what rank 0 reports (metadata, checks)."""
-    from gtalign.train.cli import load_training_params
+    from gtalign.config import load_params_with
     from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
 
     root = Path(args.root).resolve()
     if args.params_json:
         params = json.loads(Path(args.params_json).read_text(encoding="utf-8"))
     else:
-        params = load_training_params(root, preset=[Path(p) for p in args.preset])
+        params = load_params_with(root / "params.yaml", args.preset)
     common = {"tracking_uri": args.tracking_uri, "track": not args.no_track}
     if log is not None:
         log.info(f"gtalign.train.pipes_entry: {args.stage} in {root}")

@@ -29,10 +29,10 @@ from typing import Any
 from pydantic import Field
 
 from gtalign.config import reward_config, section
+from gtalign.modeling import TinyModelConfig
 from gtalign.train.common import (
     EvalParams,
     PolicyEval,
-    StrictModel,
     TrainLayout,
     curve_markdown,
     evaluate_folder,
@@ -94,20 +94,13 @@ def _log_mlflow(metrics: Mapping[str, Any], artifacts: Sequence[tuple[Path, str 
 # ---------------------------------------------------------------------------------------------------------------
 # base model
 # ---------------------------------------------------------------------------------------------------------------
-class BaseModelParams(StrictModel):
-    """params.yaml `base_model:`: the tiny model built here, or a pointer to a pretrained one."""
+class BaseModelParams(TinyModelConfig):
+    """params.yaml `base_model:`: the tiny model built here (its `TinyModelConfig` fields), or a pointer to a
+    pretrained one."""
 
     kind: str = Field("tiny", pattern="^(tiny|pretrained)$")
     pretrained: str | None = Field(None, description="HF folder or hub name when kind=pretrained")
     corpus_splits: list[str] = Field(default_factory=lambda: ["train", "dev"])
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 768
-    max_position_embeddings: int = 1024
-    seed: int = 0
 
 
 @dataclass
@@ -122,7 +115,7 @@ def base_model_stage(
     root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
 ) -> BaseModelResult:
     """Build the tiny model (tokenizer trained on the curated corpus + demonstrations) or point at a pretrained one."""
-    from gtalign.modeling import TinyModelConfig, base_corpus, build_base_model, write_pretrained_pointer
+    from gtalign.modeling import base_corpus, build_base_model, write_pretrained_pointer
 
     layout = TrainLayout(root)
     cfg = BaseModelParams(**section(dict(params), "base_model"))
@@ -141,7 +134,7 @@ def base_model_stage(
         corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations, cfg.corpus_splits)
         if not corpus:
             raise FileNotFoundError("no corpus: run `gtalign data curate` and `gtalign data demonstrations` first")
-        tiny = TinyModelConfig(**cfg.model_dump(exclude={"kind", "pretrained", "corpus_splits"}))
+        tiny = TinyModelConfig(**cfg.model_dump(include=set(TinyModelConfig.model_fields)))
         build_base_model(out, corpus, tiny)
         metrics = _tiny_metrics(out, len(corpus), time.perf_counter() - start)
     _write_metrics(layout.metrics("base"), metrics)
@@ -177,14 +170,6 @@ def _resolve_init(layout: TrainLayout, init: str) -> str:
     return resolve_model_path(path)
 
 
-def _evaluate_saved(out: Path, rows: Any, cfg: EvalParams, judge: Any, rcfg: Any) -> PolicyEval:
-    """Rank 0 after a multi-process run: the in-memory model may be sharded, the saved folder is whole."""
-    from gtalign.modeling import load_model
-
-    model, tokenizer = load_model(out, dtype="float32")
-    return evaluate_policy(model, tokenizer, rows, cfg, judge, rcfg)
-
-
 def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
     """The judge and reward config held-out evaluations use: params.yaml `reward:` (so every model, whatever
     variant trained it, is measured by the same welfare) and the eval judge."""
@@ -194,6 +179,50 @@ def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, d
     judge = make_judge(cfg.judge, **dict(section(reward, "judge").get(cfg.judge) or {}))
     rcfg = reward_config(dict(params))
     return judge, rcfg, {"reward": rcfg.model_dump(), "judge": cfg.judge}
+
+
+def _heldout_eval(
+    root: Path, params: Mapping[str, Any], cfg: EvalParams, init: str, trainer: Any, out: Path, cache_dir: Path
+) -> tuple[dict[str, float], PolicyEval, PolicyEval | None]:
+    """Held-out welfare of the trained policy and of the model it started from (cached: the same for every run).
+
+    A single process evaluates the in-memory model; rank 0 after a multi-process run loads the saved folder,
+    since the in-memory model may be sharded."""
+    rows = held_out_rows(root, params, cfg)
+    judge, rcfg, key = _eval_setup(params, cfg)
+    init_eval = (
+        evaluate_folder(Path(init), rows, cfg, judge, rcfg, cache_key=key, cache_dir=cache_dir)
+        if Path(init).is_dir()
+        else None
+    )
+    t0 = time.perf_counter()
+    if world_size() == 1:
+        model, tokenizer = trainer.model, trainer.processing_class
+    else:
+        from gtalign.modeling import load_model
+
+        model, tokenizer = load_model(out, dtype="float32")
+    result = evaluate_policy(model, tokenizer, rows, cfg, judge, rcfg)
+    save_eval(out, result, cache_key=key, rows=rows, cfg=cfg)
+    metrics = {"eval_seconds": time.perf_counter() - t0, **result.metrics("heldout_")}
+    if init_eval is not None:
+        metrics |= {k: v for k, v in init_eval.metrics("init_").items() if "/" not in k}
+        metrics["welfare_gain"] = result.welfare - init_eval.welfare
+    return metrics, result, init_eval
+
+
+def _finish(
+    layout: TrainLayout, name: str, curve_kind: str, metrics: Mapping[str, float], run: Any, logged: Mapping
+) -> None:
+    """metrics JSON for `dvc metrics`; into the MLflow run: metrics, config, curve, final model, generations."""
+    _write_metrics(layout.metrics(name), metrics)
+    if run is not None:
+        out = layout.model(name)
+        _log_mlflow(
+            metrics,
+            [(out, "model"), (layout.plot(name, curve_kind), None), (out / "heldout_generations.jsonl", None)],
+            logged,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -282,34 +311,12 @@ def sft_stage(
         }
         result_eval = init_eval = None
         if evaluate:
-            rows = held_out_rows(root, params, cfg.eval)
-            judge, rcfg, key = _eval_setup(params, cfg.eval)
-            init_eval = (
-                evaluate_folder(Path(init), rows, cfg.eval, judge, rcfg, cache_key=key, cache_dir=layout.eval_cache)
-                if Path(init).is_dir()
-                else None
+            evaluated, result_eval, init_eval = _heldout_eval(
+                root, params, cfg.eval, init, outcome.trainer, out, layout.eval_cache
             )
-            t0 = time.perf_counter()
-            if world_size() == 1:
-                result_eval = evaluate_policy(
-                    outcome.trainer.model, outcome.trainer.processing_class, rows, cfg.eval, judge, rcfg
-                )
-                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
-            else:
-                result_eval = _evaluate_saved(out, rows, cfg.eval, judge, rcfg)
-                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
-            metrics["eval_seconds"] = time.perf_counter() - t0
-            metrics |= result_eval.metrics("heldout_")
-            if init_eval is not None:
-                metrics |= {k: v for k, v in init_eval.metrics("init_").items() if "/" not in k}
+            metrics |= evaluated
         outcome.trainer = None
-        _write_metrics(layout.metrics("sft"), metrics)
-        if run is not None:
-            _log_mlflow(
-                metrics,
-                [(out, "model"), (layout.plot("sft", "loss"), None), (out / "heldout_generations.jsonl", None)],
-                logged,
-            )
+        _finish(layout, "sft", "loss", metrics, run, logged)
         return SFTResult(
             out,
             metrics,
@@ -454,34 +461,12 @@ def rl_stage(
         }
         result_eval = init_eval = None
         if evaluate:
-            rows = held_out_rows(root, params, cfg.eval)
-            judge, rcfg, key = _eval_setup(params, cfg.eval)
-            t0 = time.perf_counter()
-            if Path(init).is_dir():
-                init_eval = evaluate_folder(
-                    Path(init), rows, cfg.eval, judge, rcfg, cache_key=key, cache_dir=layout.eval_cache
-                )
-            if world_size() == 1:
-                result_eval = evaluate_policy(
-                    outcome.trainer.model, outcome.trainer.processing_class, rows, cfg.eval, judge, rcfg
-                )
-                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
-            else:
-                result_eval = _evaluate_saved(out, rows, cfg.eval, judge, rcfg)
-                save_eval(out, result_eval, cache_key=key, rows=rows, cfg=cfg.eval)
-            metrics["eval_seconds"] = time.perf_counter() - t0
-            metrics |= result_eval.metrics("heldout_")
-            if init_eval is not None:
-                metrics |= {k: v for k, v in init_eval.metrics("init_").items() if "/" not in k}
-                metrics["welfare_gain"] = result_eval.welfare - init_eval.welfare
-        outcome.trainer = None
-        _write_metrics(layout.metrics(name), metrics)
-        if run is not None:
-            _log_mlflow(
-                metrics,
-                [(out, "model"), (layout.plot(name, "reward"), None), (out / "heldout_generations.jsonl", None)],
-                logged,
+            evaluated, result_eval, init_eval = _heldout_eval(
+                root, params, cfg.eval, init, outcome.trainer, out, layout.eval_cache
             )
+            metrics |= evaluated
+        outcome.trainer = None
+        _finish(layout, name, "reward", metrics, run, logged)
         return RLResult(
             out,
             cfg.variant,
