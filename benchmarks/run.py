@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from completions import TRAIN_SOURCES, generate
+from training import SECTIONS as TRAINING_SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -109,7 +110,12 @@ def bench_steering_section(tmp: Path) -> str:
     return bench_steering(tmp)
 
 
-SECTIONS: list[Callable[[Path], str]] = [bench_reward_column, bench_rule_judges, bench_steering_section]
+SECTIONS: list[Callable[[Path], str]] = [
+    bench_reward_column,
+    bench_rule_judges,
+    *TRAINING_SECTIONS,
+    bench_steering_section,
+]
 
 
 def main() -> None:
