@@ -2,7 +2,7 @@
 stages and the Dagster assets call, run one after the other in this process.
 
     pull -> curate + validate -> demonstrations -> teacher eval -> base model -> SFT -> RL (each variant)
-         -> evaluation + report -> register (challenger) -> promotion gate (champion)
+         -> pricing steering -> evaluation + report -> register (challenger) -> promotion gate (champion)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], 
     """Run every stage with `params`; stops at the first failing stage (its exception propagates)."""
     from gtalign import registry, stages
     from gtalign.data import pull_data
+    from gtalign.steering import steering_eval_stage
     from gtalign.tracking import default_tracking_uri
     from gtalign.train import stages as train
 
@@ -41,6 +42,7 @@ def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], 
         ("base model", lambda: train.base_model_stage(root, params)),
         ("SFT", lambda: train.sft_stage(root, params)),
         *[(f"RL ({v})", lambda v=v: train.rl_stage(root, params, v)) for v in variants],
+        ("pricing steering", lambda: steering_eval_stage(root, params)),
         ("evaluation + report", lambda: stages.evaluation_stage(root, params)),
         ("register + promote", lambda: registry.release(root, params, tracking_uri=default_tracking_uri(root))[1]),
     ]

@@ -11,13 +11,13 @@ from pipelines.defs import data, evaluation, paper, registry, training
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
-ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, evaluation.evaluation, *registry.ASSETS]
+ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, *evaluation.ASSETS, *registry.ASSETS]
 
 gtalign_pipeline = dg.define_asset_job(
     "gtalign_pipeline",
     selection=dg.AssetSelection.assets(*ASSETS),
     description="Everything, in order: data -> curation (+ expectations) -> demonstrations -> base model -> SFT -> "
-    "RL (GTAlign) -> evaluation + report -> registered model -> promotion gate -> champion.",
+    "RL (GTAlign) -> pricing steering -> evaluation + report -> registered model -> promotion gate -> champion.",
 )
 data_job = dg.define_asset_job("data_only", selection=dg.AssetSelection.assets(*DATA_ASSETS))
 paper_job = dg.define_asset_job(

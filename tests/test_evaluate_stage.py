@@ -167,6 +167,23 @@ def test_stage_report_and_recompute_from_saved_generations(root, judge):
     assert json.loads((root / "artifacts" / "metrics" / "evaluation.json").read_text()) == metrics
     again = report_stage(root, PARAMS, ["gtalign"], judge=judge, plots=False)
     assert list(again.evaluations) == ["gtalign"] and again.comparisons == [] and again.plots == []
+    assert "## Pricing steering" not in again.markdown
+
+
+def test_report_includes_the_steering_section_when_steer_eval_wrote_one(root, judge):
+    evaluate_stage(root, PARAMS, {"gtalign": str(root / "model")}, track=False, progress=False, judge=judge)
+    section = "## Pricing steering\n\n| mode | source | n |\n|---|---|---|\n| api->subscription | all | 7 |\n"
+    steering = root / "artifacts" / "steering" / "report.md"
+    steering.parent.mkdir(parents=True)
+    steering.write_text(section)
+    try:
+        md = report_stage(root, PARAMS, judge=judge, plots=False).markdown
+    finally:
+        steering.unlink()  # the module's other tests share this root
+    # After the paper's tables, before the appendix of every estimate.
+    assert section.strip() in md
+    assert md.index("## Table 7") < md.index("## Pricing steering") < md.index("## Every estimate")
+    assert "<td>api-&gt;subscription</td>" in (root / "artifacts" / "report" / "report.html").read_text()
 
 
 @pytest.mark.slow

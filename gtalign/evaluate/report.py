@@ -132,8 +132,12 @@ def render_markdown(
     plots: Sequence[Path] = (),
     settings: Mapping[str, Any] | None = None,
     confidence: float = 0.95,
+    extra_sections: Sequence[str] = (),
 ) -> str:
-    """The whole report as markdown (tables in the paper's layout, CIs, counts, action mix, plot links)."""
+    """The whole report as markdown (tables in the paper's layout, CIs, counts, action mix, plot links).
+
+    `extra_sections` (markdown, each opening with its own `## ` heading) go after the paper's tables and before the
+    plots: the pricing-steering evaluation lands there."""
     paper = paper or load_paper_results()
     out: list[str] = ["# GTAlign evaluation\n"]
     if settings:
@@ -361,6 +365,8 @@ def render_markdown(
     ]
     if reasons:
         out.append("\nError reasons:\n\n" + _table(["Model", "Source", "Reason", "Rows"], reasons))
+
+    out.extend(extra_sections)
 
     if plots:
         out.append("\n## Plots\n\n")
@@ -675,6 +681,7 @@ def write_report(
     settings: Mapping[str, Any] | None = None,
     confidence: float = 0.95,
     plots: bool = True,
+    extra_sections: Sequence[str] = (),
 ) -> Report:
     """Write report.md, report.html, the PNG plots and the CSVs into `out_dir`; return the markdown and paths."""
     out_dir = Path(out_dir)
@@ -688,6 +695,7 @@ def write_report(
         plots=pngs,
         settings=settings,
         confidence=confidence,
+        extra_sections=extra_sections,
     )
     files = {"report_md": out_dir / "report.md", "report_html": out_dir / "report.html"}
     files["report_md"].write_text(md, encoding="utf-8")

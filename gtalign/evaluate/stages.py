@@ -83,6 +83,11 @@ class EvalLayout:
     def metrics(self) -> Path:
         return Layout(self.root).metrics("evaluation")
 
+    @property
+    def steering_report(self) -> Path:
+        """`gtalign steer eval`'s section (gtalign.steering): included in the report when it exists."""
+        return Layout(self.root).artifacts / "steering" / "report.md"
+
     def model_dir(self, model: str) -> Path:
         return self.evaluation / model
 
@@ -202,6 +207,7 @@ def _score_and_report(
         "bootstrap": cfg.bootstrap_resamples,
         "seed": cfg.seed,
     }
+    steering = layout.steering_report
     report = write_report(
         evals,
         comparisons,
@@ -210,6 +216,7 @@ def _score_and_report(
         settings=settings,
         confidence=cfg.confidence,
         plots=plots,
+        extra_sections=[steering.read_text(encoding="utf-8")] if steering.is_file() else [],
     )
     metrics = flat_metrics(evals, comparisons)
     _write_metrics(layout.metrics, metrics)

@@ -1,14 +1,16 @@
-"""The evaluation asset: base, SFT and every RL variant on the same held-out prompts, with the report.
+"""The evaluation assets: pricing steering of the GTAlign policy, then base, SFT and every RL variant on the same
+held-out prompts, with the report (which includes the steering section).
 
-Its metadata carries the report (markdown), the plot files and the headline numbers; the registry assets
-(`pipelines/defs/registry.py`) depend on it by key.
+Metadata carries the report (markdown), the plot files and the headline numbers; the registry assets
+(`pipelines/defs/registry.py`) depend on `evaluation` by key.
 """
 
 import dagster as dg
 
 from gtalign import stages
+from gtalign.steering import steering_eval_stage
 from pipelines.defs.resources import MlflowResource, ProjectResource
-from pipelines.defs.training import TRAINING_ASSETS
+from pipelines.defs.training import TRAINING_ASSETS, rl_model
 
 GROUP = "evaluation"
 
@@ -21,8 +23,28 @@ class EvaluationRunConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    kinds={"mlflow"},
+    deps=[rl_model],
+    description="Pricing steering (params.yaml `steering.eval`): payoff matrices edited mid-generation under each "
+    "pricing mode, how often the action changes and whether the answer follows; artifacts/steering/report.md.",
+)
+def steering_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    result = steering_eval_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    headline = {k: float(v) for k, v in result.metrics.items() if "/all/" in k and k.endswith(("_change", "/follows"))}
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(result.markdown),
+            **headline,
+            "mlflow_run_id": result.run_id or "",
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
     kinds={"mlflow", "matplotlib"},
-    deps=[*TRAINING_ASSETS, dg.AssetKey("paper_baselines")],  # the baselines only run in the `paper` job
+    # paper_baselines only runs in the `paper` job
+    deps=[*TRAINING_ASSETS, steering_eval, dg.AssetKey("paper_baselines")],
     description="Tables 3-7 of the paper (format, answer, Ans./Token, R/T, behaviour, welfare, Pareto metrics, OOD, "
     "exact matrix reasoning) with bootstrap intervals, per model and source; artifacts/report/report.md and plots.",
 )
@@ -39,3 +61,6 @@ def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: Ml
             "mlflow_run_ids": dg.MetadataValue.json(result.run_ids),
         }
     )
+
+
+ASSETS = [steering_eval, evaluation]
