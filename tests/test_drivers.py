@@ -9,8 +9,6 @@ minute; the library code is the same.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,80 +18,38 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+from conftest import BIN, copy_project, project_env, run_in
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 SMALL = {"curate": {"tiny_train_per_source": 20, "tiny_test_per_source": 6}, "teacher_eval": {"per_source": 3}}
 STAGES = ("curate", "demonstrations", "teacher_eval")
-
-
-def _project_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    return [f for f in out.splitlines() if (REPO / f).is_file() and not f.startswith("tests/")]
-
-
-def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DAGSTER_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        GTALIGN_ROOT=str(root),
-        DAGSTER_HOME=str(root / ".dagster"),
-        GX_ANALYTICS_ENABLED="false",
-        COLUMNS="200",
-    )
-    (root / ".dagster").mkdir(exist_ok=True)
-    return env
-
-
-def _run(cmd: list[str], root: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A committed copy of the working tree with ../shared beside it (the DVC remote) and small params."""
-    base = tmp_path_factory.mktemp("drivers")
-    root = base / "repo"
-    for rel in _project_files():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
-    (base / "shared").symlink_to(REPO.parent / "shared")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for name, values in SMALL.items():
-        params[name].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "dvc.lock").unlink(missing_ok=True)
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-    ):
-        _run(cmd, root)
-    _run([str(BIN / "gtalign"), "data", "pull"], root)
+    root = copy_project(tmp_path_factory.mktemp("drivers"), SMALL)
+    run_in([str(BIN / "gtalign"), "data", "pull"], root)
     return root
 
 
 def test_dvc_repro_then_exp_run_with_a_changed_param(project: Path):
-    _run([str(BIN / "dvc"), "repro", *STAGES], project)  # the data half; training has its own e2e test
+    run_in([str(BIN / "dvc"), "repro", *STAGES], project)  # the data half; training has its own e2e test
     for stage in STAGES:
         assert (project / "artifacts" / "metrics" / f"{stage}.json").exists()
-    shown = json.loads(_run([str(BIN / "dvc"), "metrics", "show", "--json"], project).stdout)
+    shown = json.loads(run_in([str(BIN / "dvc"), "metrics", "show", "--json"], project).stdout)
     metrics = next(iter(shown.values()))["data"]
     curate = metrics["artifacts/metrics/curate.json"]["data"]
     assert curate["rows_train"] == 3 * 18  # 20 per training source, 2 of each carved into dev
-    status = _run([str(BIN / "dvc"), "status", *STAGES], project).stdout
+    status = run_in([str(BIN / "dvc"), "status", *STAGES], project).stdout
     assert "up to date" in status
 
-    _run(["git", "add", "-A"], project)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], project)
-    _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.tiny_train_per_source=10", "-n", "smaller", *STAGES], project)
+    run_in(["git", "add", "-A"], project)
+    run_in(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], project)
+    run_in(
+        [str(BIN / "dvc"), "exp", "run", "-S", "curate.tiny_train_per_source=10", "-n", "smaller", *STAGES], project
+    )
     after = json.loads((project / "artifacts" / "metrics" / "curate.json").read_text())
     assert after["rows_train"] == 3 * 9
     demos = json.loads((project / "artifacts" / "metrics" / "demonstrations.json").read_text())
@@ -117,7 +73,7 @@ def test_mlflow_records_every_stage_run_with_params_and_tags(project: Path):
 
 
 def test_dagster_job_execute_cli(project: Path):
-    proc = _run([str(BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", "data_only"], project)
+    proc = run_in([str(BIN / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-j", "data_only"], project)
     log = proc.stdout + proc.stderr
     assert "RUN_SUCCESS" in log
     assert "Asset check 'curated_data_expectations'" in log
@@ -143,7 +99,7 @@ def test_dagster_ui_launch_through_the_webserver(project: Path):
     ui = subprocess.Popen(
         [sys.executable, "-m", "pipelines.ui", "--port", str(port)],
         cwd=project,
-        env=_env(project),
+        env=project_env(project),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

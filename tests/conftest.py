@@ -1,0 +1,88 @@
+"""Shared helpers for the slow tests that need a whole project: a committed copy of the working tree with
+`../shared` (the DVC remote) beside it, and the demo run once per session in such a copy.
+
+The demo fixture is the product's main job exactly as `make demo` runs it (`gtalign demo`, the repo's own
+params.yaml, a real `dvc pull`): `tests/test_demo.py` asserts the paper's directions from its outputs and
+`tests/test_train_slow.py` reuses its trained models instead of training them again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def project_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh shell in `root`: no tracking or Dagster settings inherited from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DAGSTER_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        GTALIGN_ROOT=str(root),
+        DAGSTER_HOME=str(root / ".dagster"),
+        GX_ANALYTICS_ENABLED="false",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="200",
+        **extra,
+    )
+    (root / ".dagster").mkdir(exist_ok=True)
+    return env
+
+
+def run_in(cmd: list[str], root: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=root, env=project_env(root, **env), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def copy_project(base: Path, params_update: dict[str, dict[str, Any]] | None = None) -> Path:
+    """`base/repo`: the tracked and untracked-but-not-ignored files (tests excluded), committed in a new git repo,
+    with `base/shared` linking to the real `../shared` so the DVC remote resolves as in a fresh clone."""
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    root = base / "repo"
+    for rel in out.splitlines():
+        if (REPO / rel).is_file() and not rel.startswith("tests/"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, root / rel)
+    (base / "shared").symlink_to(REPO.parent / "shared")
+    if params_update:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        for name, values in params_update.items():
+            params[name].update(values)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "dvc.lock").unlink(missing_ok=True)
+    run_in(["git", "init", "-q", "-b", "main"], root)
+    run_in(["git", "add", "-A"], root)
+    run_in(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], root)
+    return root
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    root: Path
+    output: str  # what `gtalign demo` printed (stdout + stderr)
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`gtalign demo` in a fresh copy of the project: pull, curate, demonstrations, base, SFT, RL, steering,
+    evaluation + report, registration and promotion, tracked in the copy's own mlflow.db."""
+    root = copy_project(tmp_path_factory.mktemp("demo"))
+    t0 = time.perf_counter()
+    proc = run_in([str(BIN / "gtalign"), "demo"], root, timeout=1800)
+    return DemoRun(root, proc.stdout + proc.stderr, time.perf_counter() - t0)

@@ -1,0 +1,169 @@
+"""The product's main job end to end: `gtalign demo` (what `make demo` runs) on the tiny CPU preset, in a fresh copy
+of the project, from raw data to a champion and a report; the paper's directions asserted from its own outputs.
+
+The run itself is the session fixture `demo_run` (tests/conftest.py); these tests only read what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import BIN, project_env
+from mlflow.tracking import MlflowClient
+
+from gtalign.reward.tasks import TASKS
+
+pytestmark = pytest.mark.slow
+
+IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
+OOD = [s for s, t in TASKS.items() if not t.in_domain]
+
+
+def _evaluation(demo_run) -> dict[str, float]:
+    return json.loads((demo_run.root / "artifacts" / "metrics" / "evaluation.json").read_text())
+
+
+def _mean(metrics: dict[str, float], model: str, metric: str, sources: list[str]) -> float:
+    return sum(metrics[f"{model}/{s}/{metric}"] for s in sources) / len(sources)
+
+
+def test_demo_prints_the_champion_and_where_the_report_is(demo_run):
+    print(f"demo wall time {demo_run.seconds:.0f} s")
+    out = demo_run.output
+    report = demo_run.root / "artifacts" / "report" / "report.md"
+    assert str(report) in out.replace("\n", "")  # rich may wrap the long path
+    assert "champion v1" in out  # the first challenger has no champion to beat
+    assert "welfare · cobb_douglas" in out and "welfare · sft" in out
+    promotion = json.loads((demo_run.root / "artifacts" / "metrics" / "promotion.json").read_text())
+    assert promotion["decision"] == "promoted" and promotion["champion"] == "1"
+
+
+def test_sft_lifts_strict_format_validity_on_the_test_prompts(demo_run):
+    m = _evaluation(demo_run)
+    base, sft = (_mean(m, k, "format_strict", IN_DOMAIN) for k in ("base", "sft"))
+    print(f"strict validity, in-domain test prompts: base {base:.3f} -> SFT {sft:.3f}")
+    print("OOD:", {s: m[f"sft/{s}/format_strict"] for s in OOD})
+    assert base <= 0.05  # the untrained model never writes the four blocks
+    assert sft >= 0.9  # the issue's target
+
+
+def test_gtalign_welfare_beats_the_sft_model(demo_run):
+    m = _evaluation(demo_run)
+    sft, gtalign = m["sft/welfare_mean"], m["cobb_douglas/welfare_mean"]
+    print(f"social welfare, mean over sources: SFT {sft:.4f} -> GTAlign RL {gtalign:.4f}")
+    print({s: (m[f"sft/{s}/welfare"], m[f"cobb_douglas/{s}/welfare"]) for s in IN_DOMAIN + OOD})
+    assert gtalign > sft
+    assert m["cobb_douglas/welfare_mean_in_domain"] > m["sft/welfare_mean_in_domain"]
+
+
+def test_every_stage_is_an_mlflow_run_and_evaluations_link_their_training_runs(demo_run):
+    client = MlflowClient(tracking_uri=f"sqlite:///{demo_run.root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gtalign").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    expected = {"curate", "demonstrations", "base_model", "sft", "rl-cobb_douglas", "steering_eval"}
+    assert expected | {f"evaluate:{m}" for m in ("base", "sft", "cobb_douglas")} <= set(by_name)
+    for model, trained_by in (("sft", "sft"), ("cobb_douglas", "rl-cobb_douglas")):
+        tags = by_name[f"evaluate:{model}"].data.tags
+        assert tags["gtalign.evaluates_run"] == by_name[trained_by].info.run_id
+    rl = by_name["rl-cobb_douglas"].data
+    assert "heldout_welfare" in rl.metrics and "welfare/U/all" in rl.metrics
+    assert rl.tags["gtalign.trainer"] == "trl.GRPOTrainer"
+
+
+def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
+    md = (demo_run.root / "artifacts" / "report" / "report.md").read_text()
+    for heading in ("## Table 3", "## Table 4", "## Table 5", "## Table 6", "## Table 7", "## Pricing steering"):
+        assert heading in md
+    steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
+    assert steering["subscription->api @2/all/n"] == 70  # 10 test prompts for each of the 7 sources
+    assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
+
+
+def test_the_champion_answers_in_a_fresh_process(demo_run):
+    """`models:/gtalign-assistant@champion` from the demo's registry, in an interpreter started outside the project
+    (so the model brings its own code), answers a chat with the four blocks."""
+    code = (
+        "import json, mlflow\n"
+        "m = mlflow.pyfunc.load_model('models:/gtalign-assistant@champion')\n"
+        "chat = [{'messages': [{'role': 'user', 'content': 'What is 2 + 3?'}]}]\n"
+        "print(json.dumps(m.predict(chat, params={'max_new_tokens': 320}).to_dict('records')))\n"
+    )
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{demo_run.root / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=demo_run.root.parent, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(row["completion"])
+    assert row["completion"].startswith("<thinking>") and row["format_ok"] is True, row["format_error"]
+    assert row["response"]
+
+
+def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
+    """`gtalign serve` (the default model: the registry's champion) as its own process on loopback; the official
+    client asks held-out questions under subscription and API pricing. Under API pricing the served matrix is the
+    policy's own matrix edited by the configured transform, and the reported optimum is that matrix's welfare optimum.
+    """
+    import openai
+
+    from gtalign.config import load_params
+    from gtalign.data import load_curated
+    from gtalign.game import PayoffMatrix, optimal_cell
+    from gtalign.stages import prompt_messages
+    from gtalign.steering import steering_config, transform_for
+
+    root = demo_run.root
+    cfg = steering_config(load_params(root / "params.yaml"))
+    table = load_curated(root / "artifacts" / "curated")
+    rows = table[table["split"] == "test"].groupby("source").head(2).to_dict("records")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = project_env(root, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    proc = subprocess.Popen(
+        [str(BIN / "gtalign"), "serve", "--port", str(port), "--threads", "2"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "server did not come up in 120 s"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+        (model,) = [m.id for m in client.models.list()]
+        changed = 0
+        for row in rows:
+            messages = prompt_messages(row, "compact")
+            native, api = (
+                client.chat.completions.create(model=model, messages=messages, extra_body={"pricing": p})
+                .choices[0]
+                .message.gtalign
+                for p in ("subscription", "api")
+            )
+            assert native["pricing"] == "subscription" and not native["steered"]
+            if api["original_payoff"] is None:  # the policy wrote no readable matrix: nothing to steer, and it says so
+                assert not api["steered"]
+                continue
+            edited = transform_for("api", cfg)(PayoffMatrix.from_dict(api["original_payoff"]))
+            assert api["payoff"] == edited.to_dict() and api["steered"]
+            assert api["optimal_cell"] == optimal_cell(edited, cfg.welfare_rule)
+            changed += native["action"] != api["action"]
+        print(f"{len(rows)} questions, the action changed under API pricing for {changed}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
