@@ -81,7 +81,14 @@ class DemoRun:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """`gtalign demo` in a fresh copy of the project: pull, curate, demonstrations, base, SFT, RL, steering,
-    evaluation + report, registration and promotion, tracked in the copy's own mlflow.db."""
+    evaluation + report, registration and promotion, tracked in the copy's own mlflow.db.
+
+    For a fast inner loop, `GTALIGN_TEST_DEMO_ROOT=<a clone where make demo ran, its output in demo.log>` reuses
+    that run instead (read-only: the tests copy what they train from). CI never sets it."""
+    reuse = os.environ.get("GTALIGN_TEST_DEMO_ROOT")
+    if reuse:
+        root = Path(reuse).resolve()
+        return DemoRun(root, (root / "demo.log").read_text(encoding="utf-8", errors="replace"), 0.0)
     root = copy_project(tmp_path_factory.mktemp("demo"))
     t0 = time.perf_counter()
     proc = run_in([str(BIN / "gtalign"), "demo"], root, timeout=1800)

@@ -69,7 +69,10 @@ def test_rl_optimises_exactly_score_batch_and_tracks_it(project):
 
     root, params, _ = project
     p = json.loads(json.dumps(params))
-    p["rl"].update({"max_steps": 3, "max_completion_length": 160, "save_steps": 100, "logging_steps": 1})
+    # one update per rollout batch, so that each logged step is exactly one batch of fresh completions
+    p["rl"].update(
+        {"max_steps": 3, "max_completion_length": 160, "save_steps": 100, "logging_steps": 1, "num_iterations": 1}
+    )
     p["rl"]["eval"].update({"per_source": 4})
     uri = f"sqlite:///{root}/mlflow-rl.db"
     result = rl_stage(root, p, "cobb_douglas", tracking_uri=uri, record_rewards=True)
