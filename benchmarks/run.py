@@ -137,6 +137,7 @@ def main() -> None:
                 continue
             print(f"running {section.__name__} ...", file=sys.stderr)
             parts.append(section(Path(d)))
+    parts.append((Path(__file__).parent / "notes.md").read_text(encoding="utf-8"))
     args.output.write_text("\n".join(parts), encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
 
