@@ -8,7 +8,7 @@ selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 import dagster as dg
 
 from pipelines.defs import data, evaluation, paper, registry, training
-from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
 ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, *evaluation.ASSETS, *registry.ASSETS]
@@ -27,10 +27,16 @@ paper_job = dg.define_asset_job(
     description="The paper preset: gtalign_pipeline plus the user, llm and linear reward baselines, all evaluated.",
 )
 
+# One torch asset at a time (see TORCH_OP_TAGS); the cheap data assets still run in parallel.
+executor = dg.multiprocess_executor.configured(
+    {"tag_concurrency_limits": [{"key": k, "value": v, "limit": 1} for k, v in TORCH_OP_TAGS.items()]}
+)
+
 defs = dg.Definitions(
     assets=[*ASSETS, paper.paper_baselines],
     asset_checks=[data.curated_data_expectations, *registry.ASSET_CHECKS],
     jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
+    executor=executor,
     resources={
         "project": ProjectResource(),
         "mlflow": MlflowResource(),

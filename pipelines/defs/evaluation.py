@@ -9,7 +9,7 @@ import dagster as dg
 
 from gtalign import stages
 from gtalign.steering import steering_eval_stage
-from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
 
 GROUP = "evaluation"
@@ -22,6 +22,7 @@ class EvaluationRunConfig(dg.Config):
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"mlflow"},
     deps=[rl_model],
@@ -41,6 +42,7 @@ def steering_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.Materi
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"mlflow", "matplotlib"},
     # paper_baselines only runs in the `paper` job

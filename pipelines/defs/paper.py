@@ -8,13 +8,14 @@ Pipes) for GTAlign; the `paper` job gives the evaluation asset the four variants
 import dagster as dg
 
 from gtalign.train import stages as train_stages
-from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import sft_model
 
 BASELINES = ("user", "llm", "linear")
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name="training",
     kinds={"pytorch", "mlflow"},
     deps=[sft_model],

@@ -45,3 +45,9 @@ class MlflowResource(dg.ConfigurableResource):
             return None
         base = self.tracking_uri if self.tracking_uri.startswith("http") else "mlflow ui"
         return f"{base} #/experiments/*/runs/{run_id}" if base == "mlflow ui" else f"{base}/#/runs/{run_id}"
+
+
+#: Op tag of the assets that run torch (training, steering, evaluation). `pipelines.definitions` lets the executor run
+#: one of them at a time: two torch processes on one CPU box each start a thread per core and both crawl (the paper
+#: job's rl_model and paper_baselines side by side took 19 min for a 2.5 min RL run on 2 cores).
+TORCH_OP_TAGS = {"gtalign/compute": "torch"}

@@ -23,7 +23,7 @@ import dagster as dg
 from gtalign.train import stages as train_stages
 from gtalign.train.pipes_entry import RL_CHECKS, SFT_CHECKS
 from pipelines.defs import data
-from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 
 GROUP = "training"
 
@@ -105,6 +105,7 @@ def _run_pipes(
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"pytorch", "mlflow"},
     deps=[data.sft_demonstrations],
@@ -124,6 +125,7 @@ def base_model(project: ProjectResource, mlflow: MlflowResource) -> dg.Materiali
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"pytorch", "mlflow"},
     deps=[base_model, data.sft_demonstrations],
@@ -149,6 +151,7 @@ def sft_model(
 
 
 @dg.asset(
+    op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"pytorch", "mlflow"},
     deps=[sft_model],
