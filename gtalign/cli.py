@@ -216,6 +216,9 @@ def demo(
         table.add_row(f"time · {step}", f"{seconds:.0f} s")
     for key, value in sorted(summary.headline.items()):
         table.add_row(f"welfare · {key.split('/')[0]}", f"{value:.4f}")
+    for d in summary.directions:
+        verdict = "holds" if d.holds else "DOES NOT HOLD"
+        table.add_row(f"direction · {d.name}", f"{verdict} ({d.value:.4f} vs {d.reference:.4f})")
     decision = summary.decision
     table.add_row(
         "registry", f"{decision.name} v{decision.version}: {decision.decision}; champion v{summary.champion}"

@@ -21,12 +21,14 @@ class PipelineSummary:
     champion: str | None = None
     decision: Any = None
     headline: dict[str, float] = field(default_factory=dict)
+    directions: list[Any] = field(default_factory=list)  # gtalign.evaluate.directions.Direction
 
 
 def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], None] = print) -> PipelineSummary:
     """Run every stage with `params`; stops at the first failing stage (its exception propagates)."""
     from gtalign import registry, stages
     from gtalign.data import pull_data
+    from gtalign.evaluate.directions import paper_directions
     from gtalign.steering import steering_eval_stage
     from gtalign.tracking import default_tracking_uri
     from gtalign.train import stages as train
@@ -55,6 +57,7 @@ def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], 
     evaluation = results["evaluation + report"]
     summary.report = evaluation.paths.get("report_md")
     summary.headline = {k: v for k, v in evaluation.metrics.items() if k.endswith("/welfare_mean")}
+    summary.directions = [d for d in paper_directions(evaluation.metrics) if d.holds is not None]
     summary.decision = results["register + promote"]
     summary.champion = summary.decision.champion
     return summary

@@ -34,7 +34,7 @@ executor = dg.multiprocess_executor.configured(
 
 defs = dg.Definitions(
     assets=[*ASSETS, paper.paper_baselines],
-    asset_checks=[data.curated_data_expectations, *registry.ASSET_CHECKS],
+    asset_checks=[data.curated_data_expectations, *evaluation.ASSET_CHECKS, *registry.ASSET_CHECKS],
     jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
     executor=executor,
     resources={

@@ -168,6 +168,7 @@ def _score_and_report(
     judge: Any | None,
     plots: bool = True,
 ) -> tuple[Report, dict[str, ModelEvaluation], list[PairwiseComparison], dict[str, float], dict[str, Path]]:
+    from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
     from gtalign.evaluate.metrics import evaluate_model, score_generations
     from gtalign.evaluate.report import flat_metrics, write_report
 
@@ -207,6 +208,9 @@ def _score_and_report(
         "bootstrap": cfg.bootstrap_resamples,
         "seed": cfg.seed,
     }
+    metrics = flat_metrics(evals, comparisons)
+    directions = paper_directions(metrics)
+    metrics |= directions_metrics(directions)
     steering = layout.steering_report
     report = write_report(
         evals,
@@ -216,9 +220,11 @@ def _score_and_report(
         settings=settings,
         confidence=cfg.confidence,
         plots=plots,
-        extra_sections=[steering.read_text(encoding="utf-8")] if steering.is_file() else [],
+        extra_sections=[
+            directions_markdown(directions),
+            *([steering.read_text(encoding="utf-8")] if steering.is_file() else []),
+        ],
     )
-    metrics = flat_metrics(evals, comparisons)
     _write_metrics(layout.metrics, metrics)
     paths.update(report.files)
     paths["metrics"] = layout.metrics

@@ -5,9 +5,13 @@ Metadata carries the report (markdown), the plot files and the headline numbers;
 (`pipelines/defs/registry.py`) depend on `evaluation` by key.
 """
 
+import json
+
 import dagster as dg
 
 from gtalign import stages
+from gtalign.evaluate.directions import directions_markdown, paper_directions
+from gtalign.evaluate.stages import EvalLayout
 from gtalign.steering import steering_eval_stage
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
@@ -65,4 +69,26 @@ def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: Ml
     )
 
 
+@dg.asset_check(
+    asset=evaluation,
+    description="The paper's directions on this run (gtalign.evaluate.directions): SFT format validity >= 0.9, "
+    "GTAlign welfare > SFT, and (paper job) Cobb-Douglas >= the user-only and llm-only baselines. A warning, not a "
+    "gate: the tiny model's numbers are reported as they are; claims whose models were not evaluated are listed.",
+)
+def paper_directions_check(project: ProjectResource) -> dg.AssetCheckResult:
+    metrics = json.loads(EvalLayout(project.path).metrics.read_text(encoding="utf-8"))
+    directions = paper_directions(metrics)
+    checked = [d for d in directions if d.holds is not None]
+    failed = [d.name for d in checked if not d.holds]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(checked) - len(failed)} of {len(checked)} checked directions hold"
+        + (f"; not holding: {', '.join(failed)}" if failed else ""),
+        metadata={"directions": dg.MetadataValue.md(directions_markdown(directions))}
+        | {d.name: float(d.holds) for d in checked},
+    )
+
+
 ASSETS = [steering_eval, evaluation]
+ASSET_CHECKS = [paper_directions_check]

@@ -1,0 +1,101 @@
+"""The paper's qualitative claims, checked on our own evaluation: does a run reproduce the paper's *directions*?
+
+The tiny CPU preset cannot match the published numbers, but it should point the same way: SFT teaches the four-block
+format, GTAlign's RL raises social welfare above the SFT model it starts from, and the Cobb-Douglas reward beats the
+user-only and llm-only rewards (Table 5). Each claim is a comparison of two numbers from the flat evaluation metrics
+(`artifacts/metrics/evaluation.json`); a claim whose models were not evaluated is reported as not checked, never as
+passed. The evaluation stage writes the verdicts beside the metrics, the report shows them, the demo prints them and
+the Dagster `paper_directions` asset check surfaces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from gtalign.reward.tasks import TASKS
+
+
+@dataclass(frozen=True, slots=True)
+class Direction:
+    name: str
+    claim: str
+    value: float | None  # left-hand side of the claim (None: not evaluated)
+    reference: float | None  # right-hand side
+    holds: bool | None  # None: a model it needs was not evaluated
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _mean(metrics: Mapping[str, float], model: str, metric: str, sources: Sequence[str]) -> float | None:
+    keys = [f"{model}/{s}/{metric}" for s in sources]
+    if not all(k in metrics for k in keys):
+        return None
+    return sum(metrics[k] for k in keys) / len(keys)
+
+
+def _compare(name: str, claim: str, value: float | None, reference: float | None, strict: bool) -> Direction:
+    if value is None or reference is None:
+        return Direction(name, claim, value, reference, None)
+    return Direction(name, claim, value, reference, value > reference if strict else value >= reference)
+
+
+def paper_directions(
+    metrics: Mapping[str, float],
+    *,
+    gtalign: str = "cobb_douglas",
+    sft: str = "sft",
+    baselines: Sequence[str] = ("user", "llm"),
+    min_format_strict: float = 0.9,
+) -> list[Direction]:
+    """The claims in a fixed order; welfare is the mean over sources (`<model>/welfare_mean`)."""
+    in_domain = [s for s, t in TASKS.items() if t.in_domain]
+    welfare = {m: metrics.get(f"{m}/welfare_mean") for m in (gtalign, sft, *baselines)}
+    out = [
+        _compare(
+            "sft_format_validity",
+            f"{sft}: strict four-block validity on the in-domain test prompts >= {min_format_strict:g}",
+            _mean(metrics, sft, "format_strict", in_domain),
+            min_format_strict,
+            strict=False,
+        ),
+        _compare(
+            f"{gtalign}_beats_{sft}",
+            f"{gtalign} (GTAlign RL) social welfare > {sft} (its starting point), mean over sources",
+            welfare[gtalign],
+            welfare[sft],
+            strict=True,
+        ),
+    ]
+    out += [
+        _compare(
+            f"{gtalign}_vs_{b}",
+            f"{gtalign} social welfare >= the {b}-only reward baseline's, mean over sources",
+            welfare[gtalign],
+            welfare[b],
+            strict=False,
+        )
+        for b in baselines
+    ]
+    return out
+
+
+def directions_markdown(directions: Sequence[Direction]) -> str:
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    verdict = {True: "holds", False: "**does not hold**", None: "not checked (model not evaluated)"}
+    lines = [
+        "## The paper's directions on this run",
+        "",
+        "| claim | value | reference | verdict |",
+        "|---|---|---|---|",
+        *(f"| {d.claim} | {fmt(d.value)} | {fmt(d.reference)} | {verdict[d.holds]} |" for d in directions),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def directions_metrics(directions: Sequence[Direction]) -> dict[str, float]:
+    """Flat `directions/<name>` = 1.0 / 0.0 for the checked claims (what DVC and MLflow record)."""
+    return {f"directions/{d.name}": float(d.holds) for d in directions if d.holds is not None}

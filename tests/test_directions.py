@@ -1,0 +1,72 @@
+"""The paper's directions as verdicts on flat evaluation metrics: exact comparisons; unchecked claims stay so."""
+
+from __future__ import annotations
+
+import pytest
+
+from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
+from gtalign.reward.tasks import TASKS
+
+IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
+
+
+def _metrics(format_strict: list[float], welfare: dict[str, float]) -> dict[str, float]:
+    m = {f"sft/{s}/format_strict": v for s, v in zip(IN_DOMAIN, format_strict, strict=True)}
+    m |= {f"{model}/welfare_mean": w for model, w in welfare.items()}
+    return m
+
+
+def test_every_direction_checked_and_holding():
+    m = _metrics([1.0, 0.9, 0.95, 0.85], {"sft": 0.37, "cobb_douglas": 0.38, "user": 0.38, "llm": 0.33})
+    d = {x.name: x for x in paper_directions(m)}
+    assert list(d) == ["sft_format_validity", "cobb_douglas_beats_sft", "cobb_douglas_vs_user", "cobb_douglas_vs_llm"]
+    assert d["sft_format_validity"].value == pytest.approx(0.925) and d["sft_format_validity"].holds
+    assert (d["cobb_douglas_beats_sft"].value, d["cobb_douglas_beats_sft"].reference) == (0.38, 0.37)
+    assert d["cobb_douglas_vs_user"].holds  # a tie counts for the >= claims
+    assert directions_metrics(d.values()) == {f"directions/{k}": 1.0 for k in d}
+
+
+def test_a_tie_with_sft_is_not_a_gain_and_low_validity_fails():
+    m = _metrics([0.9, 0.9, 0.8, 0.9], {"sft": 0.3745, "cobb_douglas": 0.3745, "user": 0.38, "llm": 0.33})
+    d = {x.name: x for x in paper_directions(m)}
+    assert d["sft_format_validity"].value == pytest.approx(0.875) and d["sft_format_validity"].holds is False
+    assert d["cobb_douglas_beats_sft"].holds is False  # strictly greater: a tie is not the paper's gain
+    assert d["cobb_douglas_vs_user"].holds is False and d["cobb_douglas_vs_llm"].holds is True
+    md = directions_markdown(list(d.values()))
+    assert md.count("**does not hold**") == 3 and md.count("| holds |") == 1
+
+
+def test_claims_about_models_not_evaluated_are_not_checked():
+    m = _metrics([1.0, 1.0, 1.0, 1.0], {"sft": 0.3, "cobb_douglas": 0.4})
+    del m[f"sft/{IN_DOMAIN[0]}/format_strict"]  # one source missing: the mean is not taken over the others
+    d = {x.name: x for x in paper_directions(m)}
+    assert d["sft_format_validity"].holds is None and d["sft_format_validity"].value is None
+    assert d["cobb_douglas_vs_user"].holds is None and d["cobb_douglas_vs_llm"].reference is None
+    assert directions_metrics(d.values()) == {"directions/cobb_douglas_beats_sft": 1.0}
+    assert directions_markdown(list(d.values())).count("not checked (model not evaluated)") == 3
+
+
+def test_dagster_check_warns_when_a_direction_does_not_hold(tmp_path):
+    import json
+
+    import dagster as dg
+
+    from gtalign.evaluate.stages import EvalLayout
+    from pipelines.defs.evaluation import ASSET_CHECKS
+    from pipelines.defs.resources import ProjectResource
+
+    metrics = EvalLayout(tmp_path).metrics
+
+    @dg.asset(name="evaluation")
+    def evaluation() -> None:
+        """Stands in for the evaluation asset; the test writes its metrics file."""
+
+    resources = {"project": ProjectResource(root=str(tmp_path))}
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps(_metrics([1.0] * 4, {"sft": 0.37, "cobb_douglas": 0.36})))
+    result = dg.materialize([evaluation, *ASSET_CHECKS], resources=resources)
+    [check] = result.get_asset_check_evaluations()
+    assert result.success  # a warning does not fail the run or block anything downstream
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description == "1 of 2 checked directions hold; not holding: cobb_douglas_beats_sft"
+    assert check.metadata["sft_format_validity"].value == 1.0
