@@ -12,6 +12,11 @@ from typing import Any
 
 import typer
 
+PRESET_OPTION = typer.Option(
+    "--preset", help="YAML overlaid on params (e.g. configs/train/qwen2.5-3b.yaml), repeatable, applied in order"
+)
+SET_OPTION = typer.Option("--set", help="override one value: section.key=value (YAML value), repeatable")
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` to stderr and return the Exit to raise (`raise fail(...) from None`)."""

@@ -247,5 +247,29 @@ def resolve_model_path(path_or_name: str | Path) -> str:
     return str(path_or_name)
 
 
+_IDENTITY_SPAN = 1 << 20  # bytes hashed at each end of a file
+
+
+def model_identity(path_or_name: str | Path) -> str:
+    """A content identity of a model folder that survives copying and moving it: every file's name, size and a hash
+    of its first and last MiB (retraining changes the weights everywhere, so the ends differ; hashing 6 GB of weights
+    each time would not be cheap). A hub name is its own identity. Saved evaluations and caches are keyed by it."""
+    import hashlib
+
+    folder = Path(path_or_name)
+    if not folder.is_dir():
+        return str(path_or_name)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.name}\0{size}\0".encode())
+        with file.open("rb") as f:
+            digest.update(f.read(_IDENTITY_SPAN))
+            if size > 2 * _IDENTITY_SPAN:
+                f.seek(-_IDENTITY_SPAN, 2)
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def count_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())

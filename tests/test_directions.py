@@ -12,7 +12,8 @@ IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
 
 def _metrics(format_strict: list[float], welfare: dict[str, float]) -> dict[str, float]:
     m = {f"sft/{s}/format_strict": v for s, v in zip(IN_DOMAIN, format_strict, strict=True)}
-    m |= {f"{model}/welfare_mean": w for model, w in welfare.items()}
+    m |= {f"{model}/welfare_mean_in_domain": w for model, w in welfare.items()}
+    m |= {f"{model}/welfare_mean": 0.0 for model in welfare}  # all-source means are not what the claims compare
     return m
 
 

@@ -1,9 +1,11 @@
 """Generation with a real (tiny, untrained) model: resumable, counted; the stage, report, MLflow runs and the CLI."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from gtalign.evaluate.cli import eval_app
@@ -16,7 +18,7 @@ from gtalign.evaluate.generate import (
     select_rows,
 )
 from gtalign.evaluate.stages import evaluate_stage, report_stage
-from gtalign.modeling import TinyModelConfig, build_base_model, load_model
+from gtalign.modeling import TinyModelConfig, build_base_model, load_model, model_identity
 from gtalign.reward.judges import make_judge
 
 ROWS = [
@@ -96,7 +98,9 @@ def test_select_rows_is_a_seeded_per_source_sample_of_the_test_split():
     assert len(select_rows(curated(), sources=["math-hard"])) == 3
 
 
-def test_generation_is_resumable_counts_tokens_and_refuses_mixed_settings(root, tmp_path):
+def test_generation_resumes_counts_tokens_refuses_mixed_settings_and_regenerates_a_retrained_model(
+    root, tmp_path
+):
     loads = []
 
     def loader(path):
@@ -130,6 +134,22 @@ def test_generation_is_resumable_counts_tokens_and_refuses_mixed_settings(root, 
 
     with pytest.raises(GenerationMismatchError, match="max_new_tokens"):
         generate_resumable("base", root / "model", rows, out, **{**kw, "max_new_tokens": 5})
+
+    # The same model elsewhere (a moved or copied project) resumes: records are keyed by content, not path.
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root / "model", moved)
+    fourth = generate_resumable("base", moved, rows, out, **kw)
+    assert (fourth.generated, fourth.skipped, len(loads)) == (0, 6, 2)
+
+    # A retrained model (other weights, same path) makes the saved records stale: all generated again.
+    model, tok = load_model(moved)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(moved)
+    fifth = generate_resumable("base", moved, rows, out, **kw)
+    assert (fifth.generated, fifth.skipped, len(loads)) == (6, 0, 3)
+    assert {g.settings["model_id"] for g in load_generations(fifth.path)} == {model_identity(moved)}
+    assert model_identity(moved) != model_identity(root / "model")
 
 
 def test_stage_report_and_recompute_from_saved_generations(root, judge):

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from gtalign.cli_support import cli_params, fail
+from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail
 
 eval_app = typer.Typer(
     help="Evaluation: generation on the held-out sets, the paper's tables, the report.", no_args_is_help=True
@@ -33,8 +33,14 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
-def _params(root: Path, params: Path | None, overrides: dict[str, object]) -> dict:
-    p = cli_params(root, params)
+def _params(
+    root: Path,
+    params: Path | None,
+    overrides: dict[str, object],
+    presets: list[Path] | None = None,
+    sets: list[str] | None = None,
+) -> dict:
+    p = cli_params(root, params, presets=presets, sets=sets)
     evaluate = dict(p.get("evaluate") or {})
     evaluate.update({k: v for k, v in overrides.items() if v is not None})
     return {**p, "evaluate": evaluate}
@@ -122,13 +128,17 @@ def eval_report(
 def eval_pipeline(
     root: Annotated[Path, typer.Option("--root", help="repo root")] = Path("."),
     params: Annotated[Path | None, typer.Option("--params", help="params file (default: <root>/params.yaml)")] = None,
+    preset: Annotated[list[Path] | None, PRESET_OPTION] = None,
+    set_: Annotated[list[str] | None, SET_OPTION] = None,
 ) -> None:
-    """Evaluate the pipeline's own models (base, sft, each RL variant of `pipeline.variants`) and write the report."""
+    """Evaluate the pipeline's own models (base, sft, each RL variant of `pipeline.variants`) and write the report.
+
+    `--preset configs/presets/paper.yaml` or `--set 'pipeline.variants=[cobb_douglas,user]'` picks the variants."""
     from gtalign.evaluate.generate import GenerationMismatchError
     from gtalign.stages import evaluation_stage
 
     try:
-        result = evaluation_stage(root.resolve(), _params(root, params, {}))
+        result = evaluation_stage(root.resolve(), _params(root, params, {}, preset, set_))
     except (GenerationMismatchError, FileNotFoundError, ValueError) as e:
         raise fail(str(e), code=1) from None
     _summary(result)

@@ -7,9 +7,11 @@ leaves at most one partial last line, which the reader drops (and the writer cut
 
 A record holds what scoring needs (uid, source, label, ground_truth, extra_info, the completion), what the length
 metrics need (token counts with the model's own tokenizer: the whole completion, its `<response>` part, the prompt),
-and what reproducibility needs (the prompt messages, the model name and path, the generation settings). Records made
-with other settings (another max_new_tokens, temperature or model path) are never mixed into one file: resuming with
-different settings raises `GenerationMismatchError`.
+and what reproducibility needs (the prompt messages, the model name, path and content identity, the generation
+settings). Records made with other settings (another max_new_tokens, temperature or prompt style) are never mixed into
+one file: resuming with different settings raises `GenerationMismatchError`. Records of another model (its content
+identity, `gtalign.modeling.model_identity`, changed: it was retrained) are stale, so they are discarded and
+regenerated; a moved or copied project, whose model paths differ but whose models do not, resumes.
 
 Run it through `gtalign eval run` or `gtalign.evaluate.stages.evaluate_stage`; the model is loaded only when some
 prompt is still missing.
@@ -30,7 +32,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 GENERATIONS_FILE = "generations.jsonl"
-SETTING_KEYS = ("model_path", "max_new_tokens", "temperature", "top_p", "prompt_style")
+SETTING_KEYS = ("max_new_tokens", "temperature", "top_p", "prompt_style")
 
 
 class GenerationMismatchError(RuntimeError):
@@ -155,8 +157,11 @@ class GenerateSummary:
 
 
 def _settings(model_path: str, max_new_tokens: int, temperature: float, top_p: float, style: str) -> dict[str, Any]:
+    from gtalign.modeling import model_identity
+
     return {
         "model_path": model_path,
+        "model_id": model_identity(model_path),
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
@@ -230,6 +235,10 @@ def generate_resumable(
     settings = _settings(str(model_path), max_new_tokens, temperature, top_p, prompt_style)
     _repair_tail(path)
     existing = load_generations(path)
+    if any(g.settings.get("model_id") != settings["model_id"] for g in existing):
+        log.warning("%s: saved for another version of model %r; generating again", path, model_name)
+        path.unlink()
+        existing = []
     _check_settings(existing, settings, path)
     done = {g.uid for g in existing}
     pending = [r for r in records if str(r["uid"]) not in done]

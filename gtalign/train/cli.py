@@ -12,16 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
-from gtalign.cli_support import cli_params, fail
+from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail
 
 train_app = typer.Typer(help="Training: base model, SFT warm start, welfare-reward RL (GRPO).", no_args_is_help=True)
 
 ROOT_OPTION = typer.Option("--root", help="repo root (where params.yaml, data/ and artifacts/ live)")
 PARAMS_OPTION = typer.Option("--params", help="params file (default: <root>/params.yaml)")
-PRESET_OPTION = typer.Option(
-    "--preset", help="YAML overlaid on params (e.g. configs/train/qwen2.5-3b.yaml), repeatable, applied in order"
-)
-SET_OPTION = typer.Option("--set", help="override one value: section.key=value (YAML value), repeatable")
 NO_TRACK_OPTION = typer.Option("--no-track", help="skip MLflow tracking")
 
 

@@ -368,11 +368,6 @@ def _eval_key(cache_key: Any, rows: Sequence[HeldOutRow], cfg: EvalParams) -> st
     return fingerprint({"key": cache_key, "rows": [r.uid for r in rows], "eval": cfg.model_dump()})
 
 
-def _model_identity(model_dir: Path) -> Any:
-    """Names, sizes and mtimes of the folder's files: a retrained model never matches an old cache entry."""
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).iterdir() if p.is_file())
-
-
 def evaluate_folder(
     model_dir: Path,
     rows: Sequence[HeldOutRow],
@@ -390,7 +385,7 @@ def evaluate_folder(
     pass. New results go to `cache_dir`, never into `model_dir`: that folder is another stage's DVC output, and
     writing into it afterwards would make `dvc status` report that stage as changed.
     """
-    from gtalign.modeling import load_model
+    from gtalign.modeling import load_model, model_identity
 
     key = _eval_key(cache_key, rows, cfg)
     beside = Path(model_dir) / "heldout_eval.json"
@@ -398,7 +393,7 @@ def evaluate_folder(
         return PolicyEval(**data["eval"])
     cached = None
     if cache_dir is not None:
-        cached = Path(cache_dir) / f"{fingerprint({'eval': key, 'model': _model_identity(model_dir)})}.json"
+        cached = Path(cache_dir) / f"{fingerprint({'eval': key, 'model': model_identity(model_dir)})}.json"
         if cached.is_file():
             return PolicyEval(**json.loads(cached.read_text())["eval"])
     model, tokenizer = load_model(model_dir, dtype="float32")

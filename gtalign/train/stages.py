@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from gtalign.config import reward_config, section
-from gtalign.modeling import TinyModelConfig
+from gtalign.modeling import TinyModelConfig, model_identity
 from gtalign.train.common import (
     EvalParams,
     PolicyEval,
@@ -63,14 +63,6 @@ def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
     path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _folder_identity(path: str) -> Any:
-    """A cheap identity for a starting model: file names, sizes and mtimes (hashing 6 GB of weights is not cheap)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path  # a hub name
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
 
 
 def _file_md5(path: Path) -> str:
@@ -263,7 +255,7 @@ def sft_stage(
         raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
     identity = {
         "sft": cfg.model_dump(exclude={"resume", "eval", "min_strict_valid", "logging_steps"}),
-        "init": [init, _folder_identity(init)],
+        "init": [init, model_identity(init)],
         "data": _file_md5(layout.demonstrations),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
@@ -400,7 +392,7 @@ def rl_stage(
     identity = {
         "rl": cfg.model_dump(exclude={"resume", "eval", "collapse_ratio", "logging_steps"}),
         "reward": reward.cfg.model_dump(),
-        "init": [init, _folder_identity(init)],
+        "init": [init, model_identity(init)],
         "data": _file_md5(layout.demonstrations),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
