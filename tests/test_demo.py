@@ -88,7 +88,7 @@ def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
     for heading in ("## Table 3", "## Table 4", "## Table 5", "## Table 6", "## Table 7", "## Pricing steering"):
         assert heading in md
     steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
-    assert steering["subscription->api @2/all/n"] == 70  # 10 test prompts for each of the 7 sources
+    assert steering["subscription->api @2/all/n"] == 35  # 5 test prompts for each of the 7 sources
     assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
 
 

@@ -12,8 +12,7 @@ IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
 
 def _metrics(format_strict: list[float], welfare: dict[str, float]) -> dict[str, float]:
     m = {f"sft/{s}/format_strict": v for s, v in zip(IN_DOMAIN, format_strict, strict=True)}
-    m |= {f"{model}/welfare_mean_in_domain": w for model, w in welfare.items()}
-    m |= {f"{model}/welfare_mean": 0.0 for model in welfare}  # all-source means are not what the claims compare
+    m |= {f"{model}/welfare_mean": w for model, w in welfare.items()}
     return m
 
 
@@ -33,7 +32,9 @@ def test_a_tie_with_sft_is_not_a_gain_and_low_validity_fails():
     assert d["sft_format_validity"].value == pytest.approx(0.875) and d["sft_format_validity"].holds is False
     assert d["cobb_douglas_beats_sft"].holds is False  # strictly greater: a tie is not the paper's gain
     assert d["cobb_douglas_vs_user"].holds is False and d["cobb_douglas_vs_llm"].holds is True
-    md = directions_markdown(list(d.values()))
+    m |= {"sft/welfare_mean_in_domain": 0.4, "sft/welfare_mean_ood": 0.34}
+    md = directions_markdown(list(d.values()), m)
+    assert "| sft | 0.3745 | 0.4000 | 0.3400 |" in md and "| llm | 0.3300 | n/a | n/a |" in md
     assert md.count("**does not hold**") == 3 and md.count("| holds |") == 1
 
 

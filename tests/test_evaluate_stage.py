@@ -98,9 +98,7 @@ def test_select_rows_is_a_seeded_per_source_sample_of_the_test_split():
     assert len(select_rows(curated(), sources=["math-hard"])) == 3
 
 
-def test_generation_resumes_counts_tokens_refuses_mixed_settings_and_regenerates_a_retrained_model(
-    root, tmp_path
-):
+def test_generation_resumes_counts_tokens_refuses_mixed_settings_and_regenerates_a_retrained_model(root, tmp_path):
     loads = []
 
     def loader(path):

@@ -49,10 +49,10 @@ def paper_directions(
     baselines: Sequence[str] = ("user", "llm"),
     min_format_strict: float = 0.9,
 ) -> list[Direction]:
-    """The claims in a fixed order. Welfare is Table 5's: the mean over the four in-domain sources
-    (`<model>/welfare_mean_in_domain`); the out-of-domain sets are Table 7's, reported beside it, not claimed here."""
+    """The claims in a fixed order. Welfare is the mean over every evaluated source (`<model>/welfare_mean`: the
+    in-domain sets of Table 5 and the out-of-domain ones of Table 7); `directions_markdown` shows both parts."""
     in_domain = [s for s, t in TASKS.items() if t.in_domain]
-    welfare = {m: metrics.get(f"{m}/welfare_mean_in_domain") for m in (gtalign, sft, *baselines)}
+    welfare = {m: metrics.get(f"{m}/welfare_mean") for m in (gtalign, sft, *baselines)}
     out = [
         _compare(
             "sft_format_validity",
@@ -63,7 +63,7 @@ def paper_directions(
         ),
         _compare(
             f"{gtalign}_beats_{sft}",
-            f"{gtalign} (GTAlign RL) social welfare > {sft} (its starting point), in-domain mean (Table 5)",
+            f"{gtalign} (GTAlign RL) social welfare > {sft} (its starting point), mean over sources",
             welfare[gtalign],
             welfare[sft],
             strict=True,
@@ -72,7 +72,7 @@ def paper_directions(
     out += [
         _compare(
             f"{gtalign}_vs_{b}",
-            f"{gtalign} social welfare >= the {b}-only reward baseline's, in-domain mean (Table 5)",
+            f"{gtalign} social welfare >= the {b}-only reward baseline's, mean over sources",
             welfare[gtalign],
             welfare[b],
             strict=False,
@@ -82,7 +82,9 @@ def paper_directions(
     return out
 
 
-def directions_markdown(directions: Sequence[Direction]) -> str:
+def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, float] | None = None) -> str:
+    """The verdicts as a table; with `metrics`, each evaluated model's welfare split into in-domain and OOD means."""
+
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4f}"
 
@@ -94,6 +96,18 @@ def directions_markdown(directions: Sequence[Direction]) -> str:
         "|---|---|---|---|",
         *(f"| {d.claim} | {fmt(d.value)} | {fmt(d.reference)} | {verdict[d.holds]} |" for d in directions),
     ]
+    models = [k.removesuffix("/welfare_mean") for k in (metrics or {}) if k.endswith("/welfare_mean")]
+    if models:
+        lines += [
+            "",
+            "| model | welfare, all sources | in-domain (Table 5) | out-of-domain (Table 7) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m} | {fmt(metrics.get(f'{m}/welfare_mean'))} | {fmt(metrics.get(f'{m}/welfare_mean_in_domain'))} "
+            f"| {fmt(metrics.get(f'{m}/welfare_mean_ood'))} |"
+            for m in models
+        ]
     return "\n".join(lines) + "\n"
 
 

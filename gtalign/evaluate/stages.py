@@ -221,7 +221,7 @@ def _score_and_report(
         confidence=cfg.confidence,
         plots=plots,
         extra_sections=[
-            directions_markdown(directions),
+            directions_markdown(directions, metrics),
             *([steering.read_text(encoding="utf-8")] if steering.is_file() else []),
         ],
     )

@@ -85,7 +85,7 @@ def paper_directions_check(project: ProjectResource) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{len(checked) - len(failed)} of {len(checked)} checked directions hold"
         + (f"; not holding: {', '.join(failed)}" if failed else ""),
-        metadata={"directions": dg.MetadataValue.md(directions_markdown(directions))}
+        metadata={"directions": dg.MetadataValue.md(directions_markdown(directions, metrics))}
         | {d.name: float(d.holds) for d in checked},
     )
 
