@@ -17,6 +17,7 @@ import pytest
 from conftest import BIN, project_env
 from mlflow.tracking import MlflowClient
 
+from gtalign.evaluate.directions import paper_directions
 from gtalign.reward.tasks import TASKS
 
 pytestmark = pytest.mark.slow
@@ -53,20 +54,22 @@ def test_sft_lifts_strict_format_validity_on_the_test_prompts(demo_run):
     assert sft >= 0.9  # the issue's target
 
 
-def test_gtalign_rl_raises_held_out_welfare_above_the_sft_model(demo_run):
-    """The RL stage's own held-out evaluation (curated dev prompts of the training sources, never trained on):
-    GTAlign's welfare above the SFT model it started from. On the test evaluation the two are within noise on this
-    tiny model (printed here, reported in the README): the welfare it can move there is mostly format and length."""
+def test_gtalign_rl_raises_welfare_above_the_sft_model(demo_run):
+    """The issue's target: GTAlign's mean social welfare over the test sources above the SFT model it started from,
+    on the same prompts, and on the RL stage's own held-out dev prompts too. The paired interval is printed (the
+    report has it): on 20 prompts per source most of the gain is format robustness on the out-of-domain prompts."""
+    m = _evaluation(demo_run)
+    sft, gtalign = m["sft/welfare_mean"], m["cobb_douglas/welfare_mean"]
+    [beats] = [d for d in paper_directions(m) if d.name == "cobb_douglas_beats_sft"]
+    print(f"test prompts, mean over the 7 sources: SFT {sft:.4f} -> GTAlign RL {gtalign:.4f}, paired {beats.interval}")
+    print({s: (round(m[f"sft/{s}/welfare"], 4), round(m[f"cobb_douglas/{s}/welfare"], 4)) for s in IN_DOMAIN + OOD})
+    assert gtalign > sft
+    assert beats.holds and m["directions/cobb_douglas_beats_sft"] == 1.0
+    assert m["paired/sft-cobb_douglas/welfare_diff"] == pytest.approx(sft - gtalign)  # every prompt scored for both
     rl = json.loads((demo_run.root / "artifacts" / "metrics" / "rl-cobb_douglas.json").read_text())
     print(f"dev prompts: SFT {rl['init_welfare']:.4f} -> GTAlign RL {rl['heldout_welfare']:.4f}")
     assert rl["welfare_gain"] == pytest.approx(rl["heldout_welfare"] - rl["init_welfare"])
     assert rl["heldout_welfare"] > rl["init_welfare"]
-    assert rl["heldout_strict_valid"] >= rl["init_strict_valid"]
-    m = _evaluation(demo_run)
-    sft, gtalign = m["sft/welfare_mean"], m["cobb_douglas/welfare_mean"]
-    print(f"test prompts, mean over the 7 sources: SFT {sft:.4f} -> GTAlign RL {gtalign:.4f}")
-    print({s: (m[f"sft/{s}/welfare"], m[f"cobb_douglas/{s}/welfare"]) for s in IN_DOMAIN + OOD})
-    assert gtalign > sft - 0.01  # RL does not cost welfare on the test sets
 
 
 def test_every_stage_is_an_mlflow_run_and_evaluations_link_their_training_runs(demo_run):

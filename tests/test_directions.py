@@ -18,11 +18,18 @@ def _metrics(format_strict: list[float], welfare: dict[str, float]) -> dict[str,
 
 def test_every_direction_checked_and_holding():
     m = _metrics([1.0, 0.9, 0.95, 0.85], {"sft": 0.37, "cobb_douglas": 0.38, "user": 0.38, "llm": 0.33})
+    m |= {"paired/sft-cobb_douglas/welfare_diff_lo": -0.02, "paired/sft-cobb_douglas/welfare_diff_hi": 0.005}
+    m |= {"paired/cobb_douglas-llm/welfare_diff_lo": 0.01, "paired/cobb_douglas-llm/welfare_diff_hi": 0.09}
     d = {x.name: x for x in paper_directions(m)}
     assert list(d) == ["sft_format_validity", "cobb_douglas_beats_sft", "cobb_douglas_vs_user", "cobb_douglas_vs_llm"]
     assert d["sft_format_validity"].value == pytest.approx(0.925) and d["sft_format_validity"].holds
     assert (d["cobb_douglas_beats_sft"].value, d["cobb_douglas_beats_sft"].reference) == (0.38, 0.37)
     assert d["cobb_douglas_vs_user"].holds  # a tie counts for the >= claims
+    # paired intervals of value - reference, whichever order the evaluation stored the pair in
+    assert d["cobb_douglas_beats_sft"].interval == (-0.005, 0.02) and d["cobb_douglas_vs_llm"].interval == (0.01, 0.09)
+    assert d["cobb_douglas_vs_user"].interval is None
+    md = directions_markdown(list(d.values()))
+    assert "| +0.0100 [-0.0050, +0.0200] | holds |" in md and "| +0.0500 [+0.0100, +0.0900] | holds |" in md
     assert directions_metrics(d.values()) == {f"directions/{k}": 1.0 for k in d}
 
 

@@ -10,15 +10,18 @@ from gtalign.demonstrations import DemoRow, demonstrate
 from gtalign.evaluate.generate import Generation, response_part
 from gtalign.evaluate.metrics import (
     Estimate,
+    ModelEvaluation,
+    ScoredRow,
     bootstrap_indices,
     evaluate_model,
     evaluate_source,
     f1_score,
+    paired_welfare_difference,
     ratio_estimate,
     score_generations,
 )
 from gtalign.evaluate.paper import load_paper_results
-from gtalign.reward import RewardConfig, RewardInput, score_batch
+from gtalign.reward import RewardConfig, RewardInput, RewardResult, score_batch
 from gtalign.reward.judges import make_judge
 from gtalign.reward.judges.base import JudgeRequest, JudgeVerdict
 
@@ -204,3 +207,37 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     assert ratio_estimate(x, ones, ones, bootstrap_indices(10, 0, 0, "s")) == Estimate(0.7, None, None, 10)
     zero = np.zeros_like(x)
     assert ratio_estimate(zero, zero, zero, idx) == Estimate(None, None, None, 0)
+
+
+def _scored(model: str, scores: dict[str, float | None]) -> ModelEvaluation:
+    """Rows `<source>:<i>` with the given welfare (None: unknown, e.g. a judge failure)."""
+    rows = [
+        ScoredRow(
+            gen(uid, uid.split(":")[0], "answer", "", model=model), RewardResult(w, w, w), True, None, True, None, None
+        )
+        for uid, w in scores.items()
+    ]
+    return ModelEvaluation(model, {uid.split(":")[0]: None for uid in scores}, rows)
+
+
+def test_paired_welfare_difference_exact_and_its_interval():
+    a = _scored(
+        "a", {"math-hard:0": 1.0, "math-hard:1": 0.5, "math-hard:2": 0.0, "wildguard:0": 0.8, "wildguard:1": 0.6}
+    )
+    b = _scored(
+        "b",
+        {"math-hard:0": 0.5, "math-hard:1": 0.5, "math-hard:2": 0.5, "wildguard:0": 0.2, "wildguard:1": 0.2}
+        | {"wildguard:2": 0.9, "ambig_qa:0": 0.1},  # no partner in `a`: left out, as is a source only `b` has
+    )
+    d = paired_welfare_difference(a, b, resamples=1000, seed=0)
+    # math-hard: mean of (0.5, 0, -0.5) = 0; wildguard: mean of (0.6, 0.4) = 0.5; averaged over the two sources
+    assert d.value == pytest.approx(0.25) and d.n == 5
+    assert -0.05 <= d.lo < 0.25 < d.hi <= 0.55
+    assert paired_welfare_difference(a, b, resamples=1000, seed=0) == d  # seeded
+    flipped = paired_welfare_difference(b, a, resamples=0)
+    assert flipped.value == pytest.approx(-0.25) and (flipped.lo, flipped.hi) == (None, None)
+    shifted = _scored("c", {"math-hard:0": 0.6, "math-hard:1": 0.6, "math-hard:2": 0.6})
+    const = paired_welfare_difference(shifted, b, resamples=200)
+    assert (const.value, const.lo, const.hi) == pytest.approx((0.1, 0.1, 0.1))
+    unknown = _scored("u", {"math-hard:0": None})
+    assert paired_welfare_difference(unknown, b) == Estimate(None, None, None, 0)

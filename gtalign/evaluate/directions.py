@@ -23,6 +23,7 @@ class Direction:
     value: float | None  # left-hand side of the claim (None: not evaluated)
     reference: float | None  # right-hand side
     holds: bool | None  # None: a model it needs was not evaluated
+    interval: tuple[float, float] | None = None  # paired bootstrap interval of value - reference (same prompts)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -35,10 +36,26 @@ def _mean(metrics: Mapping[str, float], model: str, metric: str, sources: Sequen
     return sum(metrics[k] for k in keys) / len(keys)
 
 
-def _compare(name: str, claim: str, value: float | None, reference: float | None, strict: bool) -> Direction:
+def paired_interval(metrics: Mapping[str, float], a: str, b: str) -> tuple[float, float] | None:
+    """The evaluation's paired interval of welfare(a) - welfare(b), whichever order the pair was stored in."""
+    for x, y, sign in ((a, b, 1.0), (b, a, -1.0)):
+        lo, hi = (metrics.get(f"paired/{x}-{y}/welfare_diff_{end}") for end in ("lo", "hi"))
+        if lo is not None and hi is not None:
+            return (lo, hi) if sign > 0 else (-hi, -lo)
+    return None
+
+
+def _compare(
+    name: str,
+    claim: str,
+    value: float | None,
+    reference: float | None,
+    strict: bool,
+    interval: tuple[float, float] | None = None,
+) -> Direction:
     if value is None or reference is None:
         return Direction(name, claim, value, reference, None)
-    return Direction(name, claim, value, reference, value > reference if strict else value >= reference)
+    return Direction(name, claim, value, reference, value > reference if strict else value >= reference, interval)
 
 
 def paper_directions(
@@ -67,6 +84,7 @@ def paper_directions(
             welfare[gtalign],
             welfare[sft],
             strict=True,
+            interval=paired_interval(metrics, gtalign, sft),
         ),
     ]
     out += [
@@ -76,6 +94,7 @@ def paper_directions(
             welfare[gtalign],
             welfare[b],
             strict=False,
+            interval=paired_interval(metrics, gtalign, b),
         )
         for b in baselines
     ]
@@ -88,13 +107,22 @@ def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, f
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4f}"
 
+    def gap(d: Direction) -> str:
+        if d.value is None or d.reference is None:
+            return "n/a"
+        ci = "" if d.interval is None else f" [{d.interval[0]:+.4f}, {d.interval[1]:+.4f}]"
+        return f"{d.value - d.reference:+.4f}{ci}"
+
     verdict = {True: "holds", False: "**does not hold**", None: "not checked (model not evaluated)"}
     lines = [
         "## The paper's directions on this run",
         "",
-        "| claim | value | reference | verdict |",
-        "|---|---|---|---|",
-        *(f"| {d.claim} | {fmt(d.value)} | {fmt(d.reference)} | {verdict[d.holds]} |" for d in directions),
+        "The difference's interval is a paired bootstrap over the same prompts (resampled within each source): "
+        "where it straddles 0, the direction is within this evaluation's noise.",
+        "",
+        "| claim | value | reference | difference [interval] | verdict |",
+        "|---|---|---|---|---|",
+        *(f"| {d.claim} | {fmt(d.value)} | {fmt(d.reference)} | {gap(d)} | {verdict[d.holds]} |" for d in directions),
     ]
     models = [k.removesuffix("/welfare_mean") for k in (metrics or {}) if k.endswith("/welfare_mean")]
     if models:

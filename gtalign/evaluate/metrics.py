@@ -78,6 +78,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_source",
     "f1_score",
+    "paired_welfare_difference",
     "ratio_estimate",
     "score_generations",
 ]
@@ -487,3 +488,35 @@ def evaluate_model(
         for s in sorted(by, key=lambda s: (order.get(s, len(order)), s))
     }
     return ModelEvaluation(model, sources, list(rows))
+
+
+def paired_welfare_difference(
+    a: ModelEvaluation, b: ModelEvaluation, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Welfare of `a` minus `b` on the same prompts: per source the mean of the per-prompt differences (prompts both
+    models have a known welfare for), averaged over the sources both cover, as `welfare_mean` averages them. The
+    interval resamples prompts within each source (stratified): on the same prompts it is far narrower than the two
+    models' own intervals, which share the prompts' difficulty. `n` counts the paired prompts."""
+    diffs: list[np.ndarray] = []
+    for source in a.sources:
+        if source not in b.sources:
+            continue
+        xa = {r.gen.uid: r.result.score for r in a.rows if r.gen.source == source and r.known}
+        xb = {r.gen.uid: r.result.score for r in b.rows if r.gen.source == source and r.known}
+        both = sorted(set(xa) & set(xb))
+        if both:
+            diffs.append(np.array([xa[u] - xb[u] for u in both], dtype=float))
+    if not diffs:
+        return Estimate(None, None, None, 0)
+    value = float(np.mean([d.mean() for d in diffs]))
+    n = sum(d.size for d in diffs)
+    if not resamples:
+        return Estimate(value, None, None, n)
+    per_source = [
+        d[bootstrap_indices(d.size, resamples, seed, f"paired/{a.model}/{b.model}/{i}")].mean(axis=1)
+        for i, d in enumerate(diffs)
+    ]
+    stats = np.mean(per_source, axis=0)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(stats, [tail, 100.0 - tail])
+    return Estimate(value, float(lo), float(hi), n)

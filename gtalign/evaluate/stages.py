@@ -169,7 +169,7 @@ def _score_and_report(
     plots: bool = True,
 ) -> tuple[Report, dict[str, ModelEvaluation], list[PairwiseComparison], dict[str, float], dict[str, Path]]:
     from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
-    from gtalign.evaluate.metrics import evaluate_model, score_generations
+    from gtalign.evaluate.metrics import evaluate_model, paired_welfare_difference, score_generations
     from gtalign.evaluate.report import flat_metrics, write_report
 
     layout = EvalLayout(root)
@@ -209,6 +209,14 @@ def _score_and_report(
         "seed": cfg.seed,
     }
     metrics = flat_metrics(evals, comparisons)
+    for a, b in combinations(evals, 2):
+        diff = paired_welfare_difference(
+            a, b, resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed
+        )
+        key = f"paired/{a.model}-{b.model}/welfare_diff"
+        metrics |= {
+            k: v for k, v in ((key, diff.value), (f"{key}_lo", diff.lo), (f"{key}_hi", diff.hi)) if v is not None
+        }
     directions = paper_directions(metrics)
     metrics |= directions_metrics(directions)
     steering = layout.steering_report
