@@ -41,6 +41,7 @@ def test_demo_prints_the_champion_and_where_the_report_is(demo_run):
     assert str(report) in out.replace("\n", "")  # rich may wrap the long path
     assert "champion v1" in out  # the first challenger has no champion to beat
     assert "welfare · cobb_douglas" in out and "welfare · sft" in out
+    assert "direction · sft_format_validity" in out and "direction · cobb_douglas_beats_sft" in out
     promotion = json.loads((demo_run.root / "artifacts" / "metrics" / "promotion.json").read_text())
     assert promotion["decision"] == "promoted" and promotion["champion"] == "1"
 
