@@ -212,6 +212,8 @@ def demo(
     p = cli_params(root, params, presets=preset)
     summary = run_pipeline(root, p, log=lambda msg: console.rule(msg))
     table = Table(title="gtalign demo", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # the report's path is printed whole, however narrow the terminal
     for step, seconds in summary.seconds.items():
         table.add_row(f"time · {step}", f"{seconds:.0f} s")
     for key, value in sorted(summary.headline.items()):
@@ -227,6 +229,7 @@ def demo(
         table.add_row("", reason)
     table.add_row("report", str(summary.report))
     console.print(table)
+    console.print(f"report: {summary.report}", soft_wrap=True)  # one unbroken line to copy, whatever the width
 
 
 if __name__ == "__main__":
