@@ -209,14 +209,13 @@ def _score_and_report(
         "seed": cfg.seed,
     }
     metrics = flat_metrics(evals, comparisons)
-    for a, b in combinations(evals, 2):
+    for a, b in combinations(sorted(evals, key=lambda ev: ev.model), 2):  # keys independent of evaluation order
         diff = paired_welfare_difference(
             a, b, resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed
         )
         key = f"paired/{a.model}-{b.model}/welfare_diff"
-        metrics |= {
-            k: v for k, v in ((key, diff.value), (f"{key}_lo", diff.lo), (f"{key}_hi", diff.hi)) if v is not None
-        }
+        pairs = ((key, diff.value), (f"{key}_lo", diff.lo), (f"{key}_hi", diff.hi))
+        metrics |= {k: round(v, 6) for k, v in pairs if v is not None}  # as flat_metrics rounds
     directions = paper_directions(metrics)
     metrics |= directions_metrics(directions)
     steering = layout.steering_report
