@@ -38,6 +38,8 @@ def test_cobb_douglas_welfare_is_at_least_each_single_sided_baseline(paper_root,
     demo = json.loads((demo_run.root / "artifacts" / "metrics" / "evaluation.json").read_text())
     for model in ("base", "sft", "cobb_douglas"):  # resumed, not regenerated: the same numbers as the demo's
         assert m[f"{model}/welfare_mean"] == demo[f"{model}/welfare_mean"]
+        copy, original = (r / f"artifacts/evaluation/{model}/generations.jsonl" for r in (paper_root, demo_run.root))
+        assert copy.stat().st_mtime_ns == original.stat().st_mtime_ns  # copytree keeps it; a regeneration rewrites it
     models = ("sft", "cobb_douglas", *BASELINES)
     for k in models:
         print(f"{k}: welfare in-domain {m[f'{k}/welfare_mean_in_domain']:.4f}, all {m[f'{k}/welfare_mean']:.4f}")
