@@ -139,6 +139,14 @@ def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, f
     return "\n".join(lines) + "\n"
 
 
+def directions_summary(directions: Sequence[Direction]) -> tuple[bool, str]:
+    """Whether every checked claim holds, and one line saying how many do and which do not."""
+    checked = [d for d in directions if d.holds is not None]
+    failed = [d.name for d in checked if not d.holds]
+    line = f"{len(checked) - len(failed)} of {len(checked)} checked directions hold"
+    return not failed, line + (f"; not holding: {', '.join(failed)}" if failed else "")
+
+
 def directions_metrics(directions: Sequence[Direction]) -> dict[str, float]:
     """Flat `directions/<name>` = 1.0 / 0.0 for the checked claims (what DVC and MLflow record)."""
     return {f"directions/{d.name}": float(d.holds) for d in directions if d.holds is not None}

@@ -10,7 +10,7 @@ import json
 import dagster as dg
 
 from gtalign import stages
-from gtalign.evaluate.directions import directions_markdown, paper_directions
+from gtalign.evaluate.directions import directions_markdown, directions_summary, paper_directions
 from gtalign.evaluate.stages import EvalLayout
 from gtalign.steering import steering_eval_stage
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
@@ -78,15 +78,13 @@ def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: Ml
 def paper_directions_check(project: ProjectResource) -> dg.AssetCheckResult:
     metrics = json.loads(EvalLayout(project.path).metrics.read_text(encoding="utf-8"))
     directions = paper_directions(metrics)
-    checked = [d for d in directions if d.holds is not None]
-    failed = [d.name for d in checked if not d.holds]
+    passed, description = directions_summary(directions)
     return dg.AssetCheckResult(
-        passed=not failed,
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"{len(checked) - len(failed)} of {len(checked)} checked directions hold"
-        + (f"; not holding: {', '.join(failed)}" if failed else ""),
+        description=description,
         metadata={"directions": dg.MetadataValue.md(directions_markdown(directions, metrics))}
-        | {d.name: float(d.holds) for d in checked},
+        | {d.name: float(d.holds) for d in directions if d.holds is not None},
     )
 
 
