@@ -248,19 +248,23 @@ def resolve_model_path(path_or_name: str | Path) -> str:
 
 
 _IDENTITY_SPAN = 1 << 20  # bytes hashed at each end of a file
+# Records of how a model was made, saved beside it: rewriting them (a resumed stage re-saving its arguments or
+# re-running its held-out evaluation) leaves the model what it was.
+_NOT_THE_MODEL = frozenset({"training_args.bin", "README.md", "heldout_eval.json", "heldout_generations.jsonl"})
 
 
 def model_identity(path_or_name: str | Path) -> str:
     """A content identity of a model folder that survives copying and moving it: every file's name, size and a hash
     of its first and last MiB (retraining changes the weights everywhere, so the ends differ; hashing 6 GB of weights
-    each time would not be cheap). A hub name is its own identity. Saved evaluations and caches are keyed by it."""
+    each time would not be cheap), training records beside it left out. A hub name is its own identity. Saved
+    evaluations and caches are keyed by it."""
     import hashlib
 
     folder = Path(path_or_name)
     if not folder.is_dir():
         return str(path_or_name)
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _NOT_THE_MODEL):
         size = file.stat().st_size
         digest.update(f"{file.name}\0{size}\0".encode())
         with file.open("rb") as f:

@@ -136,6 +136,9 @@ def test_generation_resumes_counts_tokens_refuses_mixed_settings_and_regenerates
     # The same model elsewhere (a moved or copied project) resumes: records are keyed by content, not path.
     moved = tmp_path / "elsewhere"
     shutil.copytree(root / "model", moved)
+    # So does one whose training records were rewritten beside it (a resumed stage re-running its held-out eval).
+    for record in ("training_args.bin", "heldout_eval.json", "heldout_generations.jsonl", "README.md"):
+        (moved / record).write_text("rewritten by a later run\n")
     fourth = generate_resumable("base", moved, rows, out, **kw)
     assert (fourth.generated, fourth.skipped, len(loads)) == (0, 6, 2)
 
