@@ -1,11 +1,10 @@
-"""The `paper` preset's workflow on top of the demo's own models: the user-only and llm-only reward baselines trained
-from the demo's SFT model with the command `make paper` uses (`gtalign train rl --variant V`), then
-`gtalign eval pipeline` over GTAlign and both baselines on the demo's test prompts, with the Table 5 directions.
+"""The `paper` preset's Table 5 direction, from the demo's own models: the user-only and llm-only reward baselines
+trained from the demo's SFT model with the command and params `make paper` uses (`gtalign train rl --variant V`),
+then `gtalign eval pipeline` over GTAlign and both baselines on the demo's test prompts.
 
-The baselines train for 2 GRPO steps here: this test is about the workflow (each variant trains with its own
-reward, the evaluation resumes the demo's generations and adds the baselines', the directions are computed from the
-numbers), not about the result. The result, Cobb-Douglas >= user-only and llm-only at the full training budget, is
-what `make paper` itself reports (README: it takes as long as the rest of `make test`).
+The two trainings run side by side, one CPU thread each: one after the other at two threads they took 7 of the 30
+minutes CI allows, side by side 4. The thread count may change float summation order, so the direction is asserted
+on this run's own numbers (here they came out the same as the two-thread runs': user-only 0.3669, llm-only 0.3305).
 
 It runs in a copy of the finished demo project (the demo's own outputs stay as the demo left them), so the base, SFT
 and GTAlign generations are resumed, not redone: saved generations are keyed by model content, not path.
@@ -13,11 +12,14 @@ and GTAlign generations are resumed, not redone: saved generations are keyed by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import subprocess
 
 import pytest
-from conftest import BIN, run_in
+import yaml
+from conftest import BIN, project_env, run_in
 
 from gtalign.evaluate.directions import paper_directions
 from gtalign.modeling import model_identity
@@ -25,7 +27,6 @@ from gtalign.modeling import model_identity
 pytestmark = pytest.mark.slow
 
 BASELINES = ("user", "llm")
-STEPS = 2
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +34,39 @@ def paper_root(demo_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("paper") / "repo"
     skip = shutil.ignore_patterns(".dagster", "mlruns", "mlflow.db", "checkpoints", "rl-user", "rl-llm", "rl-linear")
     shutil.copytree(demo_run.root, root, ignore=skip)
-    for variant in BASELINES:
-        cmd = ["train", "rl", "--variant", variant, "--set", f"rl.max_steps={STEPS}", "--no-track", "--no-eval"]
-        run_in([str(BIN / "gtalign"), *cmd], root, timeout=600)
+    env = project_env(root, OMP_NUM_THREADS="1")
+    cmd = [str(BIN / "gtalign"), "train", "rl", "--no-track", "--no-eval", "--variant"]  # the dev eval: not needed
+    logs = {v: root.parent / f"train-rl-{v}.log" for v in BASELINES}  # files, not pipes: a full pipe would stall one
+    with contextlib.ExitStack() as files:
+        trainings = {
+            v: subprocess.Popen(
+                [*cmd, v], cwd=root, env=env, stdout=files.enter_context(log.open("w")), stderr=subprocess.STDOUT
+            )
+            for v, log in logs.items()
+        }
+        for variant, proc in trainings.items():
+            code = proc.wait(timeout=1200)
+            assert code == 0, f"gtalign train rl --variant {variant} failed:\n{logs[variant].read_text()[-3000:]}"
     variants = ",".join(("cobb_douglas", *BASELINES))
     run_in([str(BIN / "gtalign"), "eval", "pipeline", "--set", f"pipeline.variants=[{variants}]"], root, timeout=600)
     return root
 
 
-def test_each_baseline_trains_from_the_sft_model_with_its_own_reward(paper_root):
+def test_each_baseline_trains_from_the_sft_model_with_its_own_reward_and_the_same_budget(paper_root):
+    params = yaml.safe_load((paper_root / "params.yaml").read_text())
     sft = model_identity(paper_root / "artifacts" / "models" / "sft")
     for variant in BASELINES:
         stamp = paper_root / "artifacts" / "checkpoints" / f"rl-{variant}" / "gtalign_fingerprint.json"
         config = json.loads(stamp.read_text())["config"]
-        assert config["reward"]["aggregation"] == variant and config["rl"]["max_steps"] == STEPS
+        assert config["reward"]["aggregation"] == config["rl"]["variant"] == variant
+        assert {k: config["rl"][k] for k in ("max_steps", "seed", "learning_rate")} == {
+            k: params["rl"][k] for k in ("max_steps", "seed", "learning_rate")
+        }  # GTAlign's budget: the repo's params.yaml, as `make paper` trains them
         assert config["init"][1] == sft  # started from the demo's SFT model, by content
         assert model_identity(paper_root / "artifacts" / "models" / f"rl-{variant}") != sft  # and was updated
 
 
-def test_evaluation_resumes_the_demo_and_adds_the_baselines_with_the_table5_directions(paper_root, demo_run):
+def test_cobb_douglas_welfare_is_at_least_each_single_sided_baseline(paper_root, demo_run):
     m = json.loads((paper_root / "artifacts" / "metrics" / "evaluation.json").read_text())
     demo = json.loads((demo_run.root / "artifacts" / "metrics" / "evaluation.json").read_text())
     for model in ("base", "sft", "cobb_douglas"):  # resumed, not regenerated: the same numbers as the demo's
@@ -63,12 +78,14 @@ def test_evaluation_resumes_the_demo_and_adds_the_baselines_with_the_table5_dire
     for b in BASELINES:
         prompts = (paper_root / f"artifacts/evaluation/{b}/generations.jsonl").read_text().splitlines()
         assert len(prompts) == 140  # the demo's test prompts: 20 per source
-        print(f"{b}-only after {STEPS} steps: welfare {m[f'{b}/welfare_mean']:.4f}")
         d = directions[f"cobb_douglas_vs_{b}"]
+        print(f"Cobb-Douglas {d.value:.4f} vs {b}-only {d.reference:.4f}: paired {d.interval}")
         assert d.value == m["cobb_douglas/welfare_mean"] and d.reference == m[f"{b}/welfare_mean"]
-        assert d.holds == (d.value >= d.reference)
-        assert m[f"directions/cobb_douglas_vs_{b}"] == float(d.holds)  # what `dvc metrics show` and Dagster read
-        low, high = m[f"paired/cobb_douglas-{b}/welfare_diff_lo"], m[f"paired/cobb_douglas-{b}/welfare_diff_hi"]
-        assert low <= m[f"paired/cobb_douglas-{b}/welfare_diff"] <= high
+        assert d.interval == (
+            m[f"paired/cobb_douglas-{b}/welfare_diff_lo"],
+            m[f"paired/cobb_douglas-{b}/welfare_diff_hi"],
+        )
+        assert d.holds, f"Cobb-Douglas {d.value:.4f} < {b}-only {d.reference:.4f} (mean over the 7 sources)"
+        assert m[f"directions/cobb_douglas_vs_{b}"] == 1.0  # what `dvc metrics show` and the Dagster check read
     report = (paper_root / "artifacts" / "report" / "report.md").read_text()
     assert "## The paper's directions on this run" in report and "not checked" not in report.split("## The paper")[1]
