@@ -248,9 +248,12 @@ def resolve_model_path(path_or_name: str | Path) -> str:
 
 
 _IDENTITY_SPAN = 1 << 20  # bytes hashed at each end of a file
+# The training stages' held-out evaluation of a model, saved beside it (gtalign.train.common.save_eval).
+HELDOUT_EVAL_FILE = "heldout_eval.json"
+HELDOUT_GENERATIONS_FILE = "heldout_generations.jsonl"
 # Records of how a model was made, saved beside it: rewriting them (a resumed stage re-saving its arguments or
 # re-running its held-out evaluation) leaves the model what it was.
-_NOT_THE_MODEL = frozenset({"training_args.bin", "README.md", "heldout_eval.json", "heldout_generations.jsonl"})
+_NOT_THE_MODEL = frozenset({"training_args.bin", "README.md", HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE})
 
 
 def model_identity(path_or_name: str | Path) -> str:

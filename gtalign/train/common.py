@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtalign.modeling import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE
+
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINGERPRINT_FILE = "gtalign_fingerprint.json"
 MLFLOW_RUN_FILE = "gtalign_mlflow_run_id"
@@ -388,7 +390,7 @@ def evaluate_folder(
     from gtalign.modeling import load_model, model_identity
 
     key = _eval_key(cache_key, rows, cfg)
-    beside = Path(model_dir) / "heldout_eval.json"
+    beside = Path(model_dir) / HELDOUT_EVAL_FILE
     if beside.is_file() and (data := json.loads(beside.read_text())).get("key") == key:
         return PolicyEval(**data["eval"])
     cached = None
@@ -411,8 +413,8 @@ def save_eval(
     key = _eval_key(cache_key, rows, cfg)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "heldout_eval.json").write_text(json.dumps({"key": key, "eval": result.to_dict()}, indent=2) + "\n")
-    with (model_dir / "heldout_generations.jsonl").open("w", encoding="utf-8") as f:
+    (model_dir / HELDOUT_EVAL_FILE).write_text(json.dumps({"key": key, "eval": result.to_dict()}, indent=2) + "\n")
+    with (model_dir / HELDOUT_GENERATIONS_FILE).open("w", encoding="utf-8") as f:
         for sample in result.samples:
             f.write(json.dumps(sample) + "\n")
 

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from gtalign.config import reward_config, section
-from gtalign.modeling import TinyModelConfig, model_identity
+from gtalign.modeling import HELDOUT_GENERATIONS_FILE, TinyModelConfig, model_identity
 from gtalign.train.common import (
     EvalParams,
     PolicyEval,
@@ -212,7 +212,7 @@ def _finish(
         out = layout.model(name)
         _log_mlflow(
             metrics,
-            [(out, "model"), (layout.plot(name, curve_kind), None), (out / "heldout_generations.jsonl", None)],
+            [(out, "model"), (layout.plot(name, curve_kind), None), (out / HELDOUT_GENERATIONS_FILE, None)],
             logged,
         )
 
