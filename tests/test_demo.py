@@ -18,12 +18,12 @@ from conftest import BIN, project_env
 from mlflow.tracking import MlflowClient
 
 from gtalign.evaluate.directions import paper_directions
-from gtalign.reward.tasks import TASKS
+from gtalign.sources import IN_DOMAIN_SOURCES, OOD_SOURCES
 
 pytestmark = pytest.mark.slow
 
-IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
-OOD = [s for s, t in TASKS.items() if not t.in_domain]
+IN_DOMAIN = list(IN_DOMAIN_SOURCES)
+OOD = list(OOD_SOURCES)
 
 
 def _evaluation(demo_run) -> dict[str, float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
-from gtalign.reward.tasks import TASKS
+from gtalign.sources import IN_DOMAIN_SOURCES
 
-IN_DOMAIN = [s for s, t in TASKS.items() if t.in_domain]
+IN_DOMAIN = list(IN_DOMAIN_SOURCES)
 
 
 def _metrics(format_strict: list[float], welfare: dict[str, float]) -> dict[str, float]:

@@ -8,8 +8,9 @@ from gtalign.evaluate.metrics import METRICS, ScoredRow, evaluate_model
 from gtalign.evaluate.paper import PAPER_ALIASES, load_paper_results, paper_key
 from gtalign.evaluate.pareto import PairwiseComparison
 from gtalign.evaluate.report import flat_metrics, render_markdown
-from gtalign.reward import SOURCES, RewardResult
+from gtalign.reward import RewardResult
 from gtalign.reward.consistency import Consistency
+from gtalign.sources import SOURCES
 
 TABLE6_FIELDS = {"coverage_a", "coverage_b", "hypervolume_a", "hypervolume_b", "regret_a", "regret_b"}
 TABLE6_FIELDS |= {"a_wins", "b_wins", "ties"}

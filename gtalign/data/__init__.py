@@ -7,7 +7,6 @@ from gtalign.data.curate import CurateConfig, CurationReport, curate, load_curat
 from gtalign.data.raw import (
     COLUMNS,
     RAW_FILES,
-    SOURCES,
     DataPullError,
     RawDataMissingError,
     check_raw_data,
@@ -21,7 +20,6 @@ from gtalign.data.validate import DataValidationError, ValidationFailure, Valida
 __all__ = [
     "COLUMNS",
     "RAW_FILES",
-    "SOURCES",
     "CurateConfig",
     "CurationReport",
     "DataPullError",

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from gtalign.data.raw import LABELS, MATH_SOURCES
+from gtalign.data.raw import ABG_COQA_LABELS, MATH_SOURCES
+from gtalign.sources import SOURCES
 
 Rule = Literal[
     "empty_turn",
@@ -187,9 +188,10 @@ def ground_truth_problem(source: str, ground_truth: str | None) -> str | None:
     if source == "ambig_qa":
         return None if _AMBIG_QA_GT.match(gt) else "not `singleAnswer###…` or `multipleQAs###…`"
     if source == "wildguard":
-        return None if gt in LABELS["wildguard"] else f"not one of {sorted(LABELS['wildguard'])}"
+        labels = sorted(SOURCES["wildguard"].labels)
+        return None if gt in labels else f"not one of {labels}"
     if source == "abg-coqa":
-        return None if gt in {"ambiguous", "non_ambiguous"} else "not ambiguous / non_ambiguous"
+        return None if gt in ABG_COQA_LABELS else "not ambiguous / non_ambiguous"
     return None
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gtalign.sources import SOURCES, sources_of_family
+
 
 @dataclass(frozen=True)
 class RawFile:
@@ -33,31 +35,12 @@ class RawFile:
     split: str
 
 
-RAW_FILES: tuple[RawFile, ...] = (
-    RawFile("math-hard/train.parquet", "math-hard", "train"),
-    RawFile("math-hard/test.parquet", "math-hard", "test"),
-    RawFile("medium/test.parquet", "medium", "test"),
-    RawFile("wildguard/train.parquet", "wildguard", "train"),
-    RawFile("wildguard/test.parquet", "wildguard", "test"),
-    RawFile("ambig_qa/train.parquet", "ambig_qa", "train"),
-    RawFile("ambig_qa/test.parquet", "ambig_qa", "test"),
-    RawFile("ood/minerva/test.parquet", "minerva", "test"),
-    RawFile("ood/advbench/test.parquet", "advbench", "test"),
-    RawFile("ood/abg-coqa/test.parquet", "abg-coqa", "test"),
+RAW_FILES: tuple[RawFile, ...] = tuple(
+    RawFile(relpath, name, split) for name, source in SOURCES.items() for split, relpath in source.files
 )
-SOURCES: tuple[str, ...] = tuple(dict.fromkeys(f.source for f in RAW_FILES))
-MATH_SOURCES: frozenset[str] = frozenset({"math-hard", "minerva"})
+MATH_SOURCES: frozenset[str] = frozenset(sources_of_family("math"))
 
-# Allowed labels per source. Ambiguity sets share one vocabulary (abg-coqa publishes `non_ambiguous`).
-LABELS: Mapping[str, frozenset[str]] = {
-    "math-hard": frozenset({"answer"}),
-    "minerva": frozenset({"answer"}),
-    "medium": frozenset({"writing"}),
-    "wildguard": frozenset({"harmful", "unharmful"}),
-    "advbench": frozenset({"harmful"}),
-    "ambig_qa": frozenset({"ambiguous", "unambiguous"}),
-    "abg-coqa": frozenset({"ambiguous", "unambiguous"}),
-}
+# How the two ambiguity sets spell their labels; both map onto the registry's `ambiguous` / `unambiguous`.
 AMBIG_QA_PREFIXES: Mapping[str, str] = {"multipleQAs": "ambiguous", "singleAnswer": "unambiguous"}
 ABG_COQA_LABELS: Mapping[str, str] = {"ambiguous": "ambiguous", "non_ambiguous": "unambiguous"}
 
@@ -140,21 +123,18 @@ def extract_question(user_content: str) -> str:
 
 def label_for(source: str, ground_truth: str | None) -> str | None:
     """The row's class label, derived from the ground truth; None when the ground truth does not fit the source."""
+    spec = SOURCES.get(source)
+    if spec is None:
+        return None
+    if len(spec.labels) == 1:  # math answers, medium writing, advbench (every prompt is harmful)
+        return next(iter(spec.labels))
     gt = (ground_truth or "").strip()
-    if source in MATH_SOURCES:
-        return "answer"
-    if source == "medium":
-        return "writing"
-    if source == "advbench":
-        return "harmful"
-    if source == "wildguard":
-        return gt if gt in LABELS["wildguard"] else None
     if source == "ambig_qa":
         prefix, sep, _ = gt.partition("###")
         return AMBIG_QA_PREFIXES.get(prefix) if sep else None
     if source == "abg-coqa":
         return ABG_COQA_LABELS.get(gt)
-    return None
+    return gt if gt in spec.labels else None  # wildguard: the ground truth is the label
 
 
 def answer_for(source: str, ground_truth: str | None) -> str | None:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from gtalign.data.raw import COLUMNS, LABELS, MATH_SOURCES, SOURCES
+from gtalign.data.raw import COLUMNS, MATH_SOURCES
+from gtalign.sources import SOURCES
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-TRAIN_SOURCES: frozenset[str] = frozenset({"math-hard", "wildguard", "ambig_qa"})
 # Structural columns are checked once over the whole table; columns whose meaning depends on the task, per source.
 NOT_NULL_TABLE: tuple[str, ...] = (
     "uid",
@@ -39,15 +39,6 @@ TYPES: dict[str, str] = {c: "str" for c in COLUMNS if c not in {"turn_id", "n_hi
     "adversarial": "bool",
 }
 ROLE_ORDER = r"^system,user(?:,assistant,user)*$"
-GROUND_TRUTH_REGEX: dict[str, str] = {
-    "math-hard": r"\S",
-    "minerva": r"\S",
-    "ambig_qa": r"^(?:singleAnswer|multipleQAs)###\s*\S",
-    "wildguard": r"^(?:harmful|unharmful)$",
-    "abg-coqa": r"^(?:ambiguous|non_ambiguous)$",
-    "advbench": r"^Sure, here",
-    "medium": r"\S",
-}
 MEDIUM_MIN_GT_CHARS = 200
 VALUE_CHARS = 160
 
@@ -131,13 +122,14 @@ def _global_specs(columns: Sequence[str]) -> list[Spec]:
 
 
 def _source_specs(source: str, columns: Sequence[str], max_turn_chars: int) -> list[Spec]:
+    spec = SOURCES[source]
     present = set(columns)
     not_null = [*NOT_NULL_SOURCE, "answer"] if source in MATH_SOURCES | {"ambig_qa"} else list(NOT_NULL_SOURCE)
     specs: list[Spec] = [("ExpectColumnValuesToNotBeNull", {"column": c}) for c in not_null if c in present]
     if "label" in present:
-        specs.append(("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": sorted(LABELS[source])}))
+        specs.append(("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": sorted(spec.labels)}))
     if "split" in present:
-        splits = ["train", "dev", "test"] if source in TRAIN_SOURCES else ["test"]
+        splits = ["train", "dev", "test"] if spec.has_train_split else ["test"]
         specs.append(("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": splits}))
     if "messages" in present:
         specs.append(("ExpectColumnValuesToMatchRegex", {"column": "message_roles", "regex": ROLE_ORDER}))
@@ -151,9 +143,7 @@ def _source_specs(source: str, columns: Sequence[str], max_turn_chars: int) -> l
     if "turn_id" in present:
         specs.append(("ExpectColumnValuesToBeBetween", {"column": "turn_id", "min_value": 1, "max_value": 100}))
     if "ground_truth" in present:
-        specs.append(
-            ("ExpectColumnValuesToMatchRegex", {"column": "ground_truth", "regex": GROUND_TRUTH_REGEX[source]})
-        )
+        specs.append(("ExpectColumnValuesToMatchRegex", {"column": "ground_truth", "regex": spec.ground_truth_regex}))
         if source in MATH_SOURCES:  # gold answers are bare LaTeX; a stray `$` breaks the $..$ wrapping for math-verify
             specs.append(("ExpectColumnValuesToNotMatchRegex", {"column": "ground_truth", "regex": r"(?<!\\)\$"}))
         if source == "medium":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from gtalign.reward.tasks import TASKS
+from gtalign.sources import IN_DOMAIN_SOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ def paper_directions(
 ) -> list[Direction]:
     """The claims in a fixed order. Welfare is the mean over every evaluated source (`<model>/welfare_mean`: the
     in-domain sets of Table 5 and the out-of-domain ones of Table 7); `directions_markdown` shows both parts."""
-    in_domain = [s for s, t in TASKS.items() if t.in_domain]
+    in_domain = list(IN_DOMAIN_SOURCES)
     welfare = {m: metrics.get(f"{m}/welfare_mean") for m in (gtalign, sft, *baselines)}
     out = [
         _compare(

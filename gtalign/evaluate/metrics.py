@@ -63,7 +63,8 @@ from gtalign.reward.config import RewardConfig
 from gtalign.reward.consistency import Consistency, matrix_consistency
 from gtalign.reward.judges.base import Judge
 from gtalign.reward.score import read
-from gtalign.reward.tasks import TASKS, TRAIN_SOURCES
+from gtalign.reward.tasks import TASKS
+from gtalign.sources import IN_DOMAIN_SOURCES, OOD_SOURCES
 
 __all__ = [
     "ACTION_LABELS",
@@ -436,8 +437,8 @@ class ModelEvaluation:
             per = {s: ev.value(metric) for s, ev in self.sources.items()}
             per = {s: v for s, v in per.items() if v is not None and math.isfinite(v)}
             out.update({f"{metric}/{s}": v for s, v in per.items()})
-            groups = {"": list(per), "_in_domain": [s for s in per if s in TRAIN_SOURCES]}
-            groups["_ood"] = [s for s in per if s in TASKS and s not in TRAIN_SOURCES]
+            groups = {"": list(per), "_in_domain": [s for s in per if s in IN_DOMAIN_SOURCES]}
+            groups["_ood"] = [s for s in per if s in OOD_SOURCES]
             for suffix, members in groups.items():
                 if members:
                     out[f"{metric}_mean{suffix}"] = sum(per[s] for s in members) / len(members)

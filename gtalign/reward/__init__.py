@@ -2,14 +2,12 @@
 
 from gtalign.reward.config import AGGREGATIONS, RewardConfig
 from gtalign.reward.score import RewardInput, RewardResult, score_batch, score_completion, score_reading
-from gtalign.reward.tasks import SOURCES, TASKS, TRAIN_SOURCES, get_task
+from gtalign.reward.tasks import TASKS, get_task
 from gtalign.reward.welfare import aggregate
 
 __all__ = [
     "AGGREGATIONS",
-    "SOURCES",
     "TASKS",
-    "TRAIN_SOURCES",
     "RewardConfig",
     "RewardInput",
     "RewardResult",

@@ -21,9 +21,10 @@ from gtalign.protocol import TolerantReading, read_tolerant
 from gtalign.reward.config import RewardConfig
 from gtalign.reward.consistency import matrix_consistency
 from gtalign.reward.judges.base import Judge, JudgeRequest, JudgeVerdict
-from gtalign.reward.tasks import Task, UnknownSourceError, get_task
+from gtalign.reward.tasks import Task, get_task
 from gtalign.reward.terms import latency, length_band, payoff_asymmetry
 from gtalign.reward.welfare import aggregate
+from gtalign.sources import UnknownSourceError
 
 COMPONENTS = ("answer_user", "answer_llm", "format", "payoff", "length_user", "length_llm", "latency", "matrix")
 

@@ -1,7 +1,7 @@
 """Per-source answer quality: how a judge verdict becomes the user-side and LLM-side answer terms.
 
-One small table instead of the published code's seven near-copies. Each source names its verdict scale and a pure
-function `(verdict, ground_truth, response) -> AnswerTerms`; the rest of the reward is shared.
+One small table instead of the published code's seven near-copies: each task family has a pure function
+`(verdict, ground_truth, response) -> AnswerTerms`; the rest of the reward is shared.
 
 Published semantics reproduced here (ulab-uiuc/GTAlign @1e353602, `recipe/gamellm/tasks*/`):
 - math-hard, minerva: A_user = A_llm = clip(v, 0, 1), v in {0, 1}.
@@ -13,14 +13,18 @@ Published semantics reproduced here (ulab-uiuc/GTAlign @1e353602, `recipe/gamell
 - ambig_qa, abg-coqa: A_user = A_llm = clip(v, 0, 1), v in {0, 1}.
 - The out-of-domain sources (minerva, advbench, abg-coqa) were scored by the ablation code, which also zeroes the
   reward when `<analyze>` is missing: `requires_analyze`.
+
+What a source is (family, verdict scale, in-domain or not) lives in `gtalign.sources`; this module adds only the
+family's answer function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gtalign.reward.terms import char_bleu
+from gtalign.sources import SOURCES, FamilyName, Source, get_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,39 +56,46 @@ def _safety(v: float, ground_truth: str, response: str) -> AnswerTerms:
     return AnswerTerms(avoided if ground_truth == "harmful" else answered, answered, real)
 
 
+#: How a verdict of each family becomes the answer terms.
+ANSWERS: Mapping[FamilyName, Callable[[float, str, str], AnswerTerms]] = {
+    "math": _binary,
+    "writing": _writing,
+    "safety": _safety,
+    "ambiguity": _binary,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
-    source: str
-    family: str  # math | writing | safety | ambiguity: which judge prompt and rule judge apply
-    verdict_scale: tuple[float, ...]
+    """A source as the reward sees it: its registry entry and its family's verdict -> answer-terms function."""
+
+    spec: Source
     answer: Callable[[float, str, str], AnswerTerms]
-    requires_analyze: bool = False
-    in_domain: bool = True
+
+    @property
+    def source(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> FamilyName:
+        return self.spec.family.name
+
+    @property
+    def verdict_scale(self) -> tuple[float, ...]:
+        return self.spec.family.verdict_scale
+
+    @property
+    def requires_analyze(self) -> bool:
+        return self.spec.requires_analyze
+
+    @property
+    def in_domain(self) -> bool:
+        return self.spec.in_domain
 
 
-TASKS: dict[str, Task] = {
-    t.source: t
-    for t in (
-        Task("math-hard", "math", (0, 1), _binary),
-        Task("medium", "writing", (0, 1, 2, 3, 4), _writing),
-        Task("wildguard", "safety", (0, 0.5, 1), _safety),
-        Task("ambig_qa", "ambiguity", (0, 1), _binary),
-        Task("minerva", "math", (0, 1), _binary, requires_analyze=True, in_domain=False),
-        Task("advbench", "safety", (0, 0.5, 1), _safety, requires_analyze=True, in_domain=False),
-        Task("abg-coqa", "ambiguity", (0, 1), _binary, requires_analyze=True, in_domain=False),
-    )
-}
-SOURCES: tuple[str, ...] = tuple(TASKS)
-TRAIN_SOURCES: tuple[str, ...] = tuple(s for s, t in TASKS.items() if t.in_domain)
-
-
-class UnknownSourceError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown data_source {self.args[0]!r}; expected one of {', '.join(SOURCES)}"
+TASKS: dict[str, Task] = {name: Task(s, ANSWERS[s.family.name]) for name, s in SOURCES.items()}
 
 
 def get_task(source: str) -> Task:
-    try:
-        return TASKS[source]
-    except KeyError:
-        raise UnknownSourceError(source) from None
+    """The task of `source`; `gtalign.sources.UnknownSourceError` for a source the registry does not know."""
+    return TASKS[get_source(source).name]

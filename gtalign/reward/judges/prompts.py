@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from gtalign.reward.judges.base import JudgeRequest
+from gtalign.sources import SOURCES
 
 PROMPTS_PACKAGE = "gtalign.resources.judge_prompts"
 UPSTREAM_COMMIT = "1e353602"
@@ -33,16 +34,9 @@ UPSTREAM_COMMIT = "1e353602"
 #: `<analyze>` block in `response` and the ground-truth Pareto-optimal cell keys in `extra_info["pareto_frontiers"]`.
 PARETO_SOURCE = "pareto_consistency"
 
-#: Which published prompt judges which data source (the `data_source` column of the published parquet files).
-SOURCE_PROMPTS: Mapping[str, str] = {
-    "math-hard": "accuracy",
-    "minerva": "accuracy",
-    "medium": "writing",
-    "wildguard": "harmfulness",
-    "advbench": "harmfulness",
-    "ambig_qa": "ambiguity",
-    "abg-coqa": "ambiguity",
-    PARETO_SOURCE: "pareto_consistency",
+#: Which published prompt judges which data source: its family's (`gtalign.sources`), plus the Pareto judge's.
+SOURCE_PROMPTS: Mapping[str, str] = {name: s.family.judge_prompt for name, s in SOURCES.items()} | {
+    PARETO_SOURCE: "pareto_consistency"
 }
 
 _SNIPPET_CHARS = 160
@@ -263,27 +257,28 @@ def _fields(req: JudgeRequest) -> dict[str, str]:
     """The `str.format` arguments the published `call_judge` of `req.source` passes."""
     src = req.source
     response = _require_str(src, "response", req.response)
-    if src in ("math-hard", "minerva"):
+    family = SOURCES[src].family.name if src in SOURCES else None
+    if family == "math":
         return {
             "problem": _extra_text(req, "single_turn_prompt", "problem"),
             "ground_truth": _require_str(src, "ground_truth", req.ground_truth),
             "completion": response,
         }
-    if src == "medium":
+    if family == "writing":
         return {
             "intent": _extra_text(req, "single_turn_prompt", "intent"),
             "query": _last_turn_content(req),
             "ground_truth": _require_str(src, "ground_truth", req.ground_truth),
             "response": response,
         }
-    if src in ("wildguard", "advbench"):
+    if family == "safety":
         harmfulness = "harmful" if src == "advbench" else _require_str(src, "ground_truth", req.ground_truth)
         return {
             "problem": _extra_text(req, "single_turn_prompt", "problem"),
             "harmfulness": harmfulness,
             "completion": response,
         }
-    if src in ("ambig_qa", "abg-coqa"):
+    if family == "ambiguity":
         ambiguity = _ambig_qa_ambiguity(req) if src == "ambig_qa" else _abg_coqa_ambiguity(req)
         return {
             "question": _extra_text(req, "single_turn_prompt", "question"),
