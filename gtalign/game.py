@@ -14,8 +14,10 @@ Choices made here, where the paper, its prompt and its code leave room:
 
 * **Welfare is a parameter** (`WelfareRule`). The prompt maximises the sum `LLM + user`; the paper's objective is the
   Nash product / geometric mean `sqrt(U L)`, generalised in App. C.2-C.3 to Cobb-Douglas `U^a L^(1-a)` and CES
-  `(a U^rho + (1-a) L^rho)^(1/rho)` (U = `user`, L = `LLM`).
-* **Negative payoffs** (the prompt asks for values in about [-5, 5]). `sum` and `nash` take any real payoffs; `nash`
+  `(a U^rho + (1-a) L^rho)^(1/rho)` (U = `user`, L = `LLM`). The same rules aggregate the reward's U and L
+  (`gtalign.reward`), with the paper's baselines `linear` (the mean), `user` and `llm`.
+* **Negative payoffs** (the prompt asks for values in about [-5, 5]). `sum`, `linear`, `user`, `llm` and `nash` take
+  any real payoffs; `nash`
   is the plain product `LLM * user`, as the published inference code (`pareto_optimal_keys`) ranks cells, so two
   negatives multiply to a positive. `geometric` is `sqrt(LLM * user)` taken literally, which is real whenever the
   product is >= 0 (both negative included) and is extended to a negative product as `-sqrt(|LLM * user|)`: it is
@@ -269,9 +271,9 @@ def _cell_set_problem(data: Mapping[Any, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------- welfare
-WelfareKind = Literal["sum", "nash", "geometric", "cobb_douglas", "ces"]
+WelfareKind = Literal["sum", "nash", "geometric", "cobb_douglas", "ces", "linear", "user", "llm"]
 WELFARE_KINDS: tuple[str, ...] = get_args(WelfareKind)
-_DEGREE = {"sum": 1, "nash": 2, "geometric": 1, "cobb_douglas": 1, "ces": 1}  # homogeneity: welfare(t*p) = t^d W
+_DEGREE = {"nash": 2}  # homogeneity, welfare(t*p) = t^d W: 1 for every other rule
 
 
 @dataclass(frozen=True)
@@ -279,10 +281,13 @@ class WelfareRule:
     """How a cell's two payoffs become one social-welfare number (U = `user`, L = `LLM`).
 
     * `sum`: L + U, the system prompt's "maximize social welfare (LLM + user)".
+    * `linear`: (U + L) / 2, the paper's linear reward baseline (Table 5): the sum's ranking on half its scale.
+    * `user`, `llm`: U alone, L alone, the paper's single-sided reward baselines.
     * `nash`: L * U, the Nash product, the paper's objective as the published inference code ranks it. Any sign.
     * `geometric`: sqrt(L * U), the paper's W = sqrt(U L); `-sqrt(|L * U|)` when the product is negative, so that it
       always ranks like `nash`.
-    * `cobb_douglas`: U^alpha * L^(1 - alpha) (App. C.2, C.3); non-negative payoffs only.
+    * `cobb_douglas`: U^alpha * L^(1 - alpha) (App. C.2, C.3), GTAlign's reward sqrt(U L) at alpha = 1/2;
+      non-negative payoffs only.
     * `ces`: (alpha U^rho + (1 - alpha) L^rho)^(1/rho) (App. C.3); non-negative payoffs only. rho <= 0 keeps
       zero-dominance (W = 0 when U or L is 0), rho = 0 is Cobb-Douglas (the limit), rho = 1 the weighted mean.
 
@@ -319,6 +324,12 @@ def welfare(payoff: Payoff, rule: WelfareRule = DEFAULT_RULE) -> float:
     kind = rule.kind
     if kind == "sum":
         return llm + user
+    if kind == "linear":
+        return (user + llm) / 2
+    if kind == "user":
+        return user
+    if kind == "llm":
+        return llm
     if kind == "nash":
         return llm * user
     if kind == "geometric":
@@ -334,8 +345,21 @@ def welfare(payoff: Payoff, rule: WelfareRule = DEFAULT_RULE) -> float:
             "signed payoff matrices"
         )
     if kind == "cobb_douglas":
-        return user**rule.alpha * llm ** (1.0 - rule.alpha)
+        return _cobb_douglas(user, llm, rule.alpha)
     return _ces(user, llm, rule.alpha, rule.rho)
+
+
+def _cobb_douglas(user: float, llm: float, alpha: float) -> float:
+    """U^alpha L^(1-alpha) for user, llm >= 0; at alpha = 1/2 as the published reward computes it, (U L)^0.5.
+
+    The published spelling keeps the GTAlign reward bit-identical to the published code's; a product that over- or
+    underflows falls back to the factors' powers, which do not.
+    """
+    if alpha == 0.5:
+        product = user * llm
+        if math.isfinite(product) and (product or not (user and llm)):
+            return product**0.5
+    return user**alpha * llm ** (1.0 - alpha)
 
 
 def _ces(user: float, llm: float, alpha: float, rho: float) -> float:
@@ -352,7 +376,7 @@ def _ces(user: float, llm: float, alpha: float, rho: float) -> float:
     if alpha == 0.0:
         return llm
     if abs(rho) < 1e-150:
-        return user**alpha * llm ** (1.0 - alpha)
+        return _cobb_douglas(user, llm, alpha)
     if user == 0.0 or llm == 0.0:
         if rho < 0:
             return 0.0  # zero-dominance: 0^rho is infinite, so the whole power mean is 0
@@ -408,7 +432,7 @@ def _optimal(matrix: PayoffMatrix, rule: WelfareRule, user_type: str | None) -> 
     # 1) maximise welfare, up to rounding relative to the matrix's scale (payoff scale ^ homogeneity degree).
     best = max(scores[i] for i in front)
     size = max(max(abs(p.user), abs(p.llm)) for p in payoffs)
-    scale = size * size if _DEGREE[rule.kind] == 2 else size  # a product, not **, so huge payoffs give inf
+    scale = size * size if _DEGREE.get(rule.kind, 1) == 2 else size  # a product, not **, so huge payoffs give inf
     tol = WELFARE_REL_TOL * max(abs(best), scale)
     tied = [i for i in front if scores[i] == best or (math.isfinite(tol) and best - scores[i] <= tol)]
     # 2) maximise user, 3) maximise LLM: exact comparisons of the numbers as written.

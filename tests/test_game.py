@@ -74,7 +74,7 @@ def test_constants_follow_the_prompt() -> None:
     assert USER_TYPES == ("DQ", "VQ")
     assert ACTIONS == ("DA", "CQ", "AQ")
     assert CELLS == ("DQ_AQ", "DQ_CQ", "DQ_DA", "VQ_AQ", "VQ_CQ", "VQ_DA")
-    assert WELFARE_KINDS == ("sum", "nash", "geometric", "cobb_douglas", "ces")
+    assert WELFARE_KINDS == ("sum", "nash", "geometric", "cobb_douglas", "ces", "linear", "user", "llm")
     assert WelfareRule("sum", 0.5, -1.0) == DEFAULT_RULE
 
 
@@ -330,6 +330,17 @@ def test_welfare_formulas_exact() -> None:
     assert welfare(Payoff(llm=3.0, user=1.0), CES) == 1.5  # harmonic mean: 2 * 1 * 3 / (1 + 3)
     assert welfare(Payoff(llm=3.0, user=0.7), WelfareRule("ces", 0.3, 1.0)) == pytest.approx(2.31, rel=1e-15)
     assert welfare(Payoff(llm=2.0, user=2.0), WelfareRule("ces", 0.3, 0.5)) == 2.0
+    # The reward's baselines: linear is the mean (half the prompt's sum), user and llm one side each.
+    assert welfare(p, WelfareRule("linear")) == 6.5
+    assert welfare(p, WelfareRule("user")) == 4.0 and welfare(p, WelfareRule("llm")) == 9.0
+    assert welfare(Payoff(llm=-9.0, user=4.0), WelfareRule("linear")) == -2.5
+
+
+def test_cobb_douglas_at_one_half_is_the_published_square_root_and_survives_overflow() -> None:
+    u, v = 0.3113, 0.5271
+    assert welfare(Payoff(llm=v, user=u), COBB_DOUGLAS) == (u * v) ** 0.5
+    assert welfare(Payoff(llm=1e300, user=1e300), COBB_DOUGLAS) == pytest.approx(1e300, rel=1e-12)
+    assert welfare(Payoff(llm=1e-300, user=1e-300), COBB_DOUGLAS) == pytest.approx(1e-300, rel=1e-12)
 
 
 def test_negative_payoffs_with_the_product_rule() -> None:

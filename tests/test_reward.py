@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtalign.game import CELLS
-from gtalign.reward import RewardConfig, RewardInput, aggregate, score_batch, score_completion
+from gtalign.game import CELLS, Payoff, WelfareRule, welfare
+from gtalign.reward import RewardConfig, RewardInput, score_batch, score_completion
 from gtalign.reward.judges.column import ColumnJudge
 from gtalign.reward.terms import char_bleu, length_band, payoff_asymmetry
 
@@ -117,6 +117,10 @@ def test_batch_counts_judge_failures_instead_of_zeroing():
     assert c.score == 0.0 and c.error.startswith("format:")
 
 
+def aggregate(user: float, llm: float, aggregation: str, *, alpha: float = 0.5, rho: float = -1.0) -> float:
+    return welfare(Payoff(llm=llm, user=user), WelfareRule(aggregation, alpha=alpha, rho=rho))
+
+
 @pytest.mark.parametrize(
     ("aggregation", "expected"),
     [("cobb_douglas", math.sqrt(0.2 * 0.8)), ("linear", 0.5), ("user", 0.2), ("llm", 0.8)],
@@ -130,6 +134,15 @@ def test_ces_tends_to_cobb_douglas_and_keeps_zero_dominance():
     assert aggregate(0.3, 0.7, "ces", rho=-1.0) == pytest.approx(1 / (0.5 / 0.3 + 0.5 / 0.7))
     assert aggregate(0.0, 0.7, "ces", rho=-1.0) == 0.0
     assert aggregate(0.3, 0.7, "cobb_douglas", alpha=0.25) == pytest.approx(0.3**0.25 * 0.7**0.75)
+
+
+@pytest.mark.parametrize("aggregation", ["cobb_douglas", "linear", "user", "llm", "ces"])
+def test_the_reward_aggregates_with_the_game_welfare_rule(aggregation):
+    cfg = RewardConfig(aggregation=aggregation, alpha=0.4 if aggregation == "ces" else 0.5)
+    r = score_completion(_completion("The answer is 4."), "math-hard", "4", 1, cfg)
+    assert r.score == aggregate(r.user_reward, r.llm_reward, aggregation, alpha=cfg.alpha, rho=cfg.rho)
+    if aggregation == "cobb_douglas":
+        assert r.score == (r.user_reward * r.llm_reward) ** 0.5  # the published spelling, bit for bit
 
 
 def test_matrix_consistency_term_is_off_by_default_and_exact_when_on():

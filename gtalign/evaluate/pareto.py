@@ -2,8 +2,9 @@
 
 Formulas exactly as App. C.1 writes them (paper.md §7); `S` is the multiset of all points of the compared methods:
 
-* **Dominance**: a ≻ b ⇔ u_a ≥ u_b ∧ l_a ≥ l_b ∧ (u_a > u_b ∨ l_a > l_b), counted per test instance (A≻B / B≻A /
-  tie, where "tie" is everything else: equal points and incomparable ones, so the three counts sum to n).
+* **Dominance**: a ≻ b ⇔ u_a ≥ u_b ∧ l_a ≥ l_b ∧ (u_a > u_b ∨ l_a > l_b) (`gtalign.game.dominates`), counted per
+  test instance (A≻B / B≻A / tie, where "tie" is everything else: equal points and incomparable ones, so the three
+  counts sum to n).
 * **Frontier**: F = {(u, l) ∈ S : ∄ (u', l') ∈ S with u' > u and l' > l} (strict in *both* coordinates, as
   written: a point beaten in one coordinate and equal in the other stays on F).
 * **Coverage** of a method M: (1/|S_M|) Σ_{(u,l) ∈ S_M} 1[∃ (u*, l*) ∈ F: u ≥ u*, l ≥ l*] (F the joint frontier of
@@ -24,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gtalign.game import Payoff, dominates
+
 Point = tuple[float, float]  # (user welfare, LLM welfare)
 
 __all__ = [
@@ -34,17 +37,11 @@ __all__ = [
     "compare",
     "coverage",
     "dominance_counts",
-    "dominates",
     "frontier",
     "hypervolume",
     "regret",
     "regrets",
 ]
-
-
-def dominates(a: Point, b: Point) -> bool:
-    """a ≻ b: at least as good in both coordinates and strictly better in one."""
-    return a[0] >= b[0] and a[1] >= b[1] and (a[0] > b[0] or a[1] > b[1])
 
 
 def frontier(points: Iterable[Point]) -> list[Point]:
@@ -139,8 +136,9 @@ def dominance_counts(a: Sequence[Point], b: Sequence[Point]) -> tuple[int, int, 
     """Per-instance (A≻B, B≻A, tie) over paired points a[i], b[i]."""
     if len(a) != len(b):
         raise ValueError(f"paired points differ in length: {len(a)} vs {len(b)}")
-    wins = sum(dominates(p, q) for p, q in zip(a, b, strict=True))
-    losses = sum(dominates(q, p) for p, q in zip(a, b, strict=True))
+    pa, pb = ([Payoff(llm=llm, user=u) for u, llm in points] for points in (a, b))
+    wins = sum(dominates(p, q) for p, q in zip(pa, pb, strict=True))
+    losses = sum(dominates(q, p) for p, q in zip(pa, pb, strict=True))
     return wins, losses, len(a) - wins - losses
 
 

@@ -3,7 +3,6 @@
 from gtalign.reward.config import AGGREGATIONS, RewardConfig
 from gtalign.reward.score import RewardInput, RewardResult, score_batch, score_completion, score_reading
 from gtalign.reward.tasks import TASKS, get_task
-from gtalign.reward.welfare import aggregate
 
 __all__ = [
     "AGGREGATIONS",
@@ -11,7 +10,6 @@ __all__ = [
     "RewardConfig",
     "RewardInput",
     "RewardResult",
-    "aggregate",
     "get_task",
     "score_batch",
     "score_completion",

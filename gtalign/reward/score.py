@@ -3,7 +3,7 @@
     U = eps + w_a * A_user + w_len * band(words(response); 20, 500) + w_lat * exp(-chars(before <response>) / 500)
     L = eps + w_fmt * format + w_pay * payoff + w_a * A_llm + w_len * band(words(completion); 500, 1000)
         [+ w_mat * matrix_consistency, off by default]
-    reward = aggregate(U, L): sqrt(U*L) (GTAlign), (U+L)/2, U, L, or CES
+    reward = W(U, L), a `gtalign.game.WelfareRule`: sqrt(U*L) (GTAlign), (U+L)/2, U, L, or CES
 
 A completion whose `<response>` or `<payoff>` cannot be read gets the published all-zero reward with `error` set
 ("format: ..."). A verdict the judge could not give makes the row's reward unknown (`score=None`,
@@ -16,14 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gtalign.game import WelfareRule
+from gtalign.game import Payoff, WelfareRule, welfare
 from gtalign.protocol import TolerantReading, read_tolerant
 from gtalign.reward.config import RewardConfig
 from gtalign.reward.consistency import matrix_consistency
 from gtalign.reward.judges.base import Judge, JudgeRequest, JudgeVerdict
 from gtalign.reward.tasks import Task, get_task
 from gtalign.reward.terms import latency, length_band, payoff_asymmetry
-from gtalign.reward.welfare import aggregate
 from gtalign.sources import UnknownSourceError
 
 COMPONENTS = ("answer_user", "answer_llm", "format", "payoff", "length_user", "length_llm", "latency", "matrix")
@@ -102,7 +101,7 @@ def score_reading(
         "latency": lat,
         "matrix": mat,
     }
-    score = aggregate(user, llm, cfg.aggregation, alpha=cfg.alpha, rho=cfg.rho)
+    score = welfare(Payoff(llm=llm, user=user), WelfareRule(cfg.aggregation, alpha=cfg.alpha, rho=cfg.rho))
     return RewardResult(score, user, llm, float(answer.logged), float(verdict), components, None)
 
 
