@@ -14,7 +14,7 @@ import unicodedata
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -32,15 +32,7 @@ Rule = Literal[
     "train_test_leak",
     "shared_conv_id",
 ]
-RULES: tuple[str, ...] = (
-    "empty_turn",
-    "over_long_turn",
-    "unparsable_ground_truth",
-    "exact_duplicate",
-    "normalized_duplicate",
-    "train_test_leak",
-    "shared_conv_id",
-)
+RULES: tuple[str, ...] = get_args(Rule)
 RULE_DOC: dict[str, str] = {
     "empty_turn": "the latest user turn, a message, or a chat-history turn is empty",
     "over_long_turn": "the latest user turn is longer than `max_turn_chars`",

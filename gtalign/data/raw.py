@@ -50,21 +50,6 @@ ABG_COQA_LABELS: Mapping[str, str] = {"ambiguous": "ambiguous", "non_ambiguous":
 TEMPLATE_END = "keep <analyze> focused.Question:"
 QUESTION_MARKER = "Question:"
 
-STRING_COLUMNS: tuple[str, ...] = (
-    "uid",
-    "source",
-    "split",
-    "conv_id",
-    "unique_conv_id",
-    "messages",
-    "question",
-    "ground_truth",
-    "label",
-    "answer",
-    "extra_info",
-    "single_turn_prompt",
-    "reward_style",
-)
 COLUMNS: tuple[str, ...] = (
     "uid",
     "source",
@@ -83,6 +68,9 @@ COLUMNS: tuple[str, ...] = (
     "single_turn_prompt",
     "reward_style",
 )
+#: The columns that are not strings, with their dtype; every other column is a (nullable) string.
+NON_STRING_DTYPES: Mapping[str, str] = {"turn_id": "int64", "n_history_turns": "int64", "adversarial": "bool"}
+STRING_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in NON_STRING_DTYPES)
 
 PULL_HINT = "run `make data` (or `dvc pull` from the repository root)"
 
@@ -227,8 +215,7 @@ def load_raw(root: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["uid"] = _assign_uids(df)
     df = df[list(COLUMNS)]
-    df = df.astype({c: "string" for c in STRING_COLUMNS} | {"turn_id": "int64", "n_history_turns": "int64"})
-    return df.astype({"adversarial": "bool"})
+    return df.astype({c: "string" for c in STRING_COLUMNS} | dict(NON_STRING_DTYPES))
 
 
 def messages_of(messages_json: str) -> list[dict[str, str]]:

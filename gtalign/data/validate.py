@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from gtalign.data.raw import COLUMNS, MATH_SOURCES
+from gtalign.data.raw import COLUMNS, MATH_SOURCES, NON_STRING_DTYPES, STRING_COLUMNS
 from gtalign.sources import SOURCES
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -33,11 +33,7 @@ NOT_NULL_TABLE: tuple[str, ...] = (
     "turn_id",
 )
 NOT_NULL_SOURCE: tuple[str, ...] = ("ground_truth", "label")
-TYPES: dict[str, str] = {c: "str" for c in COLUMNS if c not in {"turn_id", "n_history_turns", "adversarial"}} | {
-    "turn_id": "int64",
-    "n_history_turns": "int64",
-    "adversarial": "bool",
-}
+TYPES: dict[str, str] = {c: "str" for c in STRING_COLUMNS} | dict(NON_STRING_DTYPES)
 ROLE_ORDER = r"^system,user(?:,assistant,user)*$"
 MEDIUM_MIN_GT_CHARS = 200
 VALUE_CHARS = 160

@@ -6,12 +6,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gtalign.evaluate.metrics import ACTION_LABELS, ModelEvaluation
 from gtalign.evaluate.pareto import frontier
 from gtalign.evaluate.report.layout import evaluated_sources, source_name
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _save(fig: Figure, title: str, path: Path) -> Path:
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _welfare_bars(evals: Sequence[ModelEvaluation], path: Path) -> Path:
@@ -39,9 +49,7 @@ def _welfare_bars(evals: Sequence[ModelEvaluation], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(range(len(sources)), [source_name(s) for s in sources])
     axes[0].legend(loc="upper right", fontsize="small", ncols=min(len(evals), 4))
-    fig.suptitle("Welfare per source (bars: mean; whiskers: bootstrap interval)")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, "Welfare per source (bars: mean; whiskers: bootstrap interval)", path)
 
 
 def _scatter(evals: Sequence[ModelEvaluation], path: Path) -> Path:
@@ -76,9 +84,7 @@ def _scatter(evals: Sequence[ModelEvaluation], path: Path) -> Path:
         ax.set_visible(False)
     if sources:
         axes[0].legend(fontsize="small")
-    fig.suptitle("(U, L) per instance and each model's own Pareto frontier")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, "(U, L) per instance and each model's own Pareto frontier", path)
 
 
 def _lengths(evals: Sequence[ModelEvaluation], path: Path) -> Path:
@@ -110,9 +116,7 @@ def _lengths(evals: Sequence[ModelEvaluation], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(range(len(sources)), [source_name(s) for s in sources])
     axes[0].legend(fontsize="small")
-    fig.suptitle("Length distributions (model tokens)")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, "Length distributions (model tokens)", path)
 
 
 def _actions(evals: Sequence[ModelEvaluation], path: Path) -> Path:
@@ -140,9 +144,7 @@ def _actions(evals: Sequence[ModelEvaluation], path: Path) -> Path:
     axes[0].set_yticks(range(len(labels)), labels, fontsize="small")
     axes[0].invert_yaxis()
     fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=len(ACTION_LABELS))
-    fig.suptitle("Action mix (share of rows)")
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, "Action mix (share of rows)", path)
 
 
 def write_plots(evals: Sequence[ModelEvaluation], out_dir: Path) -> list[Path]:

@@ -340,26 +340,21 @@ def _found_boxed(text: str) -> str:
     return f"no \\boxed{{...}} in the reply, which ends with {_snippet(text)}"
 
 
+def _first_boxed(source: str, text: str, pattern: re.Pattern[str], expected: str) -> str:
+    match = pattern.search(text)
+    if match is None:
+        raise JudgeReplyError(f"{source}: expected {expected} (regex {pattern.pattern}); {_found_boxed(text)}")
+    return match.group(1)
+
+
 def _parse_boxed_int(source: str, text: str) -> float:
     """math-hard, minerva, medium: `int` of the first `\\boxed{<digits>}` (published `extract_boxed_score`)."""
-    match = BOXED_INT_RE.search(text)
-    if match is None:
-        raise JudgeReplyError(
-            f"{source}: expected \\boxed{{<non-negative integer>}} (regex {BOXED_INT_RE.pattern}); "
-            f"{_found_boxed(text)}"
-        )
-    return float(int(match.group(1)))
+    return float(int(_first_boxed(source, text, BOXED_INT_RE, "\\boxed{<non-negative integer>}")))
 
 
 def _parse_boxed_float(source: str, text: str) -> float:
     """wildguard, advbench: `float` of the first boxed signed decimal / scientific number."""
-    match = BOXED_FLOAT_RE.search(text)
-    if match is None:
-        raise JudgeReplyError(
-            f"{source}: expected \\boxed{{<number>}} such as \\boxed{{0.5}} (regex {BOXED_FLOAT_RE.pattern}); "
-            f"{_found_boxed(text)}"
-        )
-    return float(match.group(1))
+    return float(_first_boxed(source, text, BOXED_FLOAT_RE, "\\boxed{<number>} such as \\boxed{0.5}"))
 
 
 def _tag_content(source: str, text: str, pattern: re.Pattern[str], tag: str) -> str:

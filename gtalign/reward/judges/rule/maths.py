@@ -46,7 +46,7 @@ _DELIMITER_RE = re.compile(r"(?<!\\)\$|\\\(|\\\[")
 _BRACED_RE = re.compile(r"\{[^{}]*\}")  # braced arguments hold math or \text labels, not prose
 _WORDY_RE = re.compile(r"[a-z]{3,}")  # prose; uppercase symbols such as "MR=SRMC" are math
 # `[A-Za-z]{2}` then the rest, not `{2,}`: the same language, but unambiguous. With `{2,}` a failing match
-# backtracks over every split of every word (exponential: "the the the ... point{1000" hung RL reward scoring).
+# backtracks over every split of every word (exponential on replies such as "the the the ... point{1000").
 _TRAILING_WORDS_RE = re.compile(r"(?:\s+[A-Za-z]{2}[A-Za-z/^\d-]*[.,]?)+$")  # " inches", " square units", " erg/s"
 
 
