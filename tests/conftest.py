@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -51,14 +51,14 @@ def copy_project(base: Path, params_update: dict[str, dict[str, Any]] | None = N
     """`base/repo`: the tracked and untracked-but-not-ignored files (tests excluded), committed in a new git repo,
     with `base/shared` linking to the real `../shared` so the DVC remote resolves as in a fresh clone."""
     out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
     root = base / "repo"
     for rel in out.splitlines():
-        if (REPO / rel).is_file() and not rel.startswith("tests/"):
+        if (REPO_ROOT / rel).is_file() and not rel.startswith("tests/"):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    (base / "shared").symlink_to(REPO.parent / "shared")
+            shutil.copy2(REPO_ROOT / rel, root / rel)
+    (base / "shared").symlink_to(REPO_ROOT.parent / "shared")
     if params_update:
         params = yaml.safe_load((root / "params.yaml").read_text())
         for name, values in params_update.items():
