@@ -16,15 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from gtalign.data.raw import RAW_FILES
 from gtalign.game import CELLS
+from gtalign.reward.tasks import TRAIN_SOURCES
 
-TRAIN_SOURCES = ("math-hard", "medium", "wildguard", "ambig_qa")
-FILES = {
-    "math-hard": "math-hard/test.parquet",
-    "medium": "medium/test.parquet",
-    "wildguard": "wildguard/test.parquet",
-    "ambig_qa": "ambig_qa/test.parquet",
-}
+FILES = {f.source: f.relpath for f in RAW_FILES if f.split == "test" and f.source in TRAIN_SOURCES}
 SCALES = {"math-hard": (0, 1), "medium": (0, 1, 2, 3, 4), "wildguard": (0, 0.5, 1), "ambig_qa": (0, 1)}
 FILLER = [
     "The user's request is fairly clear, so a direct answer keeps effort low for both sides",

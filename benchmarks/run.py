@@ -21,8 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from completions import TRAIN_SOURCES, generate
+from completions import generate
 from training import SECTIONS as TRAINING_SECTIONS
+
+from gtalign.reward.tasks import TRAIN_SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
