@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO_ROOT
+from paper_tables import TABLE1
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
 from gtalign.game import PayoffMatrix, optimal_cell
@@ -25,18 +26,6 @@ from gtalign.steering import (
     published_transform,
     steering_config,
     transform_for,
-)
-
-# The paper's Table 1 (LLM, user).
-TABLE1 = PayoffMatrix.from_dict(
-    {
-        "DQ_AQ": {"LLM": 3, "user": 3},
-        "DQ_CQ": {"LLM": 1, "user": 2},
-        "DQ_DA": {"LLM": 1, "user": 0},
-        "VQ_AQ": {"LLM": 0, "user": 4},
-        "VQ_CQ": {"LLM": 0, "user": 1},
-        "VQ_DA": {"LLM": 1, "user": 1},
-    }
 )
 
 
