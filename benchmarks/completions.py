@@ -16,16 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from gtalign.data.raw import RAW_FILES
 from gtalign.game import CELLS
+from gtalign.sources import IN_DOMAIN_SOURCES, SOURCES
 
-TRAIN_SOURCES = ("math-hard", "medium", "wildguard", "ambig_qa")
-FILES = {
-    "math-hard": "math-hard/test.parquet",
-    "medium": "medium/test.parquet",
-    "wildguard": "wildguard/test.parquet",
-    "ambig_qa": "ambig_qa/test.parquet",
-}
-SCALES = {"math-hard": (0, 1), "medium": (0, 1, 2, 3, 4), "wildguard": (0, 0.5, 1), "ambig_qa": (0, 1)}
+FILES = {f.source: f.relpath for f in RAW_FILES if f.split == "test" and f.source in IN_DOMAIN_SOURCES}
+SCALES = {s: SOURCES[s].family.verdict_scale for s in IN_DOMAIN_SOURCES}
 FILLER = [
     "The user's request is fairly clear, so a direct answer keeps effort low for both sides",
     "A clarifying question would cost the user a turn but reduce the risk of answering the wrong thing",
@@ -68,7 +64,7 @@ def generate(data_dir: Path, n: int, seed: int = 0) -> Iterator[dict]:
     rng = random.Random(seed)
     frames = {s: pd.read_parquet(data_dir / f) for s, f in FILES.items()}
     for i in range(n):
-        source = TRAIN_SOURCES[i % len(TRAIN_SOURCES)]
+        source = IN_DOMAIN_SOURCES[i % len(IN_DOMAIN_SOURCES)]
         row = frames[source].iloc[rng.randrange(len(frames[source]))]
         cell = rng.choice(CELLS)
         completion = (

@@ -21,8 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from completions import TRAIN_SOURCES, generate
+from completions import generate
 from training import SECTIONS as TRAINING_SECTIONS
+
+from gtalign.sources import IN_DOMAIN_SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -80,7 +82,7 @@ def bench_rule_judges(tmp: Path, per_source: int = 400) -> str:
     from gtalign.reward.judges import make_judge
     from gtalign.reward.judges.base import JudgeRequest
 
-    rows = list(generate(DATA, per_source * len(TRAIN_SOURCES), seed=1))
+    rows = list(generate(DATA, per_source * len(IN_DOMAIN_SOURCES), seed=1))
     out = [
         "## Rule judges (offline), per source\n",
         f"{per_source} completions per source, in-process, verdicts only (`RuleJudge.judge`), one batch; "
@@ -88,7 +90,7 @@ def bench_rule_judges(tmp: Path, per_source: int = 400) -> str:
         "| source | rows/s | ms/row |",
         "|---|---|---|",
     ]
-    for source in TRAIN_SOURCES:
+    for source in IN_DOMAIN_SOURCES:
         reqs = [
             JudgeRequest(source, read_tolerant(r["completion"]).response or "", r["ground_truth"], r["extra_info"])
             for r in rows

@@ -1,5 +1,6 @@
-"""Shared helpers for the slow tests that need a whole project: a committed copy of the working tree with
-`../shared` (the DVC remote) beside it, and the demo run once per session in such a copy.
+"""What the tests share: the repo's paths, the real data (pulled with DVC when the workspace lacks it, never
+skipped), a small trained tokenizer, and, for the slow tests that need a whole project, a committed copy of the
+working tree with `../shared` (the DVC remote) beside it and the demo run once per session in such a copy.
 
 The demo fixture is the product's main job exactly as `make demo` runs it (`gtalign demo`, the repo's own
 params.yaml, a real `dvc pull`): `tests/test_demo.py` asserts the paper's directions from its outputs and
@@ -20,8 +21,50 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's console scripts: gtalign, dvc, dagster, accelerate
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The repo's `data/` with the ten published sets, pulled with DVC when missing."""
+    from gtalign.data import RawDataMissingError, check_raw_data, pull_data  # local: a light conftest for every test
+
+    try:
+        check_raw_data(REPO_ROOT / "data")
+    except RawDataMissingError:
+        pull_data(REPO_ROOT)
+    return REPO_ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def raw_df(data_dir: Path) -> Any:
+    """All published sets as one table (`gtalign.data.load_raw`); tests copy before changing it."""
+    from gtalign.data import load_raw
+
+    return load_raw(data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_curated(raw_df: Any) -> Any:
+    """(table, CurationReport) of the tiny preset over the real data."""
+    from gtalign.data import CurateConfig, curate
+
+    return curate(raw_df, CurateConfig(preset="tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_curated: Any) -> Any:
+    """The tiny curated table; tests copy before changing it."""
+    return tiny_curated[0]
+
+
+@pytest.fixture(scope="session")
+def tok() -> Any:
+    """A byte-level BPE trained on protocol-like text (tests/steering_support.py), for the scripted model's tests."""
+    from steering_support import make_tokenizer  # local: torch, only for the tests that use it
+
+    return make_tokenizer()
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:
@@ -51,14 +94,14 @@ def copy_project(base: Path, params_update: dict[str, dict[str, Any]] | None = N
     """`base/repo`: the tracked and untracked-but-not-ignored files (tests excluded), committed in a new git repo,
     with `base/shared` linking to the real `../shared` so the DVC remote resolves as in a fresh clone."""
     out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
     root = base / "repo"
     for rel in out.splitlines():
-        if (REPO / rel).is_file() and not rel.startswith("tests/"):
+        if (REPO_ROOT / rel).is_file() and not rel.startswith("tests/"):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    (base / "shared").symlink_to(REPO.parent / "shared")
+            shutil.copy2(REPO_ROOT / rel, root / rel)
+    (base / "shared").symlink_to(REPO_ROOT.parent / "shared")
     if params_update:
         params = yaml.safe_load((root / "params.yaml").read_text())
         for name, values in params_update.items():

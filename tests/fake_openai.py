@@ -79,6 +79,24 @@ class FakeOpenAIServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client_settings(self) -> dict[str, Any]:
+        """Options of a gtalign OpenAI client (judge, teacher) for this server: short timeouts, near-instant retries,
+        and no abort on failures (the tests count them)."""
+        return {
+            "base_url": self.base_url,
+            "timeout_s": 2.0,
+            "max_retries": 2,
+            "backoff_s": 0.01,
+            "backoff_max_s": 0.05,
+            "max_failure_rate": 1.0,
+        }
+
 
 def completion_payload(body: dict[str, Any], content: str | None, finish_reason: str | None = None) -> dict[str, Any]:
     return {

@@ -2,12 +2,13 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from conftest import BIN
 
 from gtalign.game import CELLS
 
-GTALIGN = str(Path(sys.executable).with_name("gtalign"))
+GTALIGN = str(BIN / "gtalign")
 PAYOFF = json.dumps({c: {"LLM": 2.0, "user": 1.0} for c in CELLS})
 GOOD = f"<thinking>t</thinking><payoff>{PAYOFF}</payoff><analyze>a</analyze><response>The answer is 4.</response>"
 

@@ -17,38 +17,15 @@ from gtalign.data import (
     curate,
     extract_question,
     load_curated,
-    load_raw,
     messages_of,
-    pull_data,
     validate,
     write_curated,
 )
 from gtalign.data.curate import RULES, ground_truth_problem, normalize_text, stratified_pick
 from gtalign.data.raw import RAW_FILES, STRING_COLUMNS, answer_for, label_for
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = "You are an interactive assistant."
 TEMPLATE = "Instructions ... keep <analyze> focused.Question: "
-
-
-@pytest.fixture(scope="session")
-def raw_df() -> pd.DataFrame:
-    """The real published data; pulled with DVC when the workspace lacks it (never skipped)."""
-    try:
-        check_raw_data(REPO_ROOT / "data")
-    except RawDataMissingError:
-        pull_data(REPO_ROOT)
-    return load_raw(REPO_ROOT / "data")
-
-
-@pytest.fixture(scope="session")
-def tiny_curated(raw_df: pd.DataFrame) -> tuple[pd.DataFrame, CurationReport]:
-    return curate(raw_df, CurateConfig(preset="tiny"))
-
-
-@pytest.fixture(scope="session")
-def tiny(tiny_curated: tuple[pd.DataFrame, CurationReport]) -> pd.DataFrame:
-    return tiny_curated[0]
 
 
 def make_row(
@@ -121,8 +98,8 @@ def test_load_raw_counts_and_types(raw_df: pd.DataFrame) -> None:
     assert raw_df["label"].notna().all()
 
 
-def test_messages_are_verbatim(raw_df: pd.DataFrame) -> None:
-    published = pd.read_parquet(REPO_ROOT / "data" / RAW_FILES[0].relpath)
+def test_messages_are_verbatim(raw_df: pd.DataFrame, data_dir: Path) -> None:
+    published = pd.read_parquet(data_dir / RAW_FILES[0].relpath)
     ours = raw_df[(raw_df["source"] == "math-hard") & (raw_df["split"] == "train")]
     for i in (0, 17, 3000):
         expected = [{"role": m["role"], "content": m["content"]} for m in published["prompt"].iloc[i]]

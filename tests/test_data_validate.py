@@ -5,25 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO_ROOT
 
-from gtalign.data import CurateConfig, DataValidationError, ValidationFailure, check_raw_data, curate, load_raw
-from gtalign.data.raw import RawDataMissingError, pull_data
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny() -> pd.DataFrame:
-    """The tiny curated table from the real data (pulled with DVC when missing)."""
-    try:
-        check_raw_data(REPO_ROOT / "data")
-    except RawDataMissingError:
-        pull_data(REPO_ROOT)
-    return curate(load_raw(REPO_ROOT / "data"), CurateConfig(preset="tiny"))[0]
+from gtalign.data import DataValidationError, ValidationFailure
 
 
 def find(failures: list[ValidationFailure], expectation: str, column: str, source: str) -> ValidationFailure:

@@ -16,6 +16,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paper_tables import TABLE1, TABLE1_DICT
 
 from gtalign.game import (
     ACTIONS,
@@ -55,18 +56,6 @@ def grid(cells: dict[str, tuple[float, float]], fill: tuple[float, float] = (0.0
     """A matrix from `{cell: (user, LLM)}`; cells not named get `fill`."""
     pairs = {c: cells.get(c, fill) for c in CELLS}
     return PayoffMatrix({c: Payoff(llm=llm, user=user) for c, (user, llm) in pairs.items()})
-
-
-# The paper's Table 1, (U_user, U_LLM); the PDF's column header "DQ AQ CQ" is read as DA/AQ/CQ (paper.md §2).
-TABLE1_DICT = {
-    "VQ_DA": {"LLM": 1, "user": 1},
-    "VQ_AQ": {"LLM": 0, "user": 4},
-    "VQ_CQ": {"LLM": 0, "user": 1},
-    "DQ_DA": {"LLM": 1, "user": 0},
-    "DQ_AQ": {"LLM": 3, "user": 3},
-    "DQ_CQ": {"LLM": 1, "user": 2},
-}
-TABLE1 = PayoffMatrix.from_dict(TABLE1_DICT)
 
 
 # --------------------------------------------------------------------------------------------------- cell names

@@ -107,25 +107,18 @@ def _judge_reply(body: dict[str, Any], times: int) -> Reply:
 
 @pytest.fixture
 def server() -> Iterator[FakeJudgeServer]:
-    srv = FakeOpenAIServer(_judge_reply).start()
-    yield srv
-    srv.stop()
+    with FakeOpenAIServer(_judge_reply) as srv:
+        yield srv
 
 
 def make_judge(server: FakeJudgeServer, tmp_path: Path, **overrides: Any) -> OpenAIJudge:
     settings: dict[str, Any] = {
-        "base_url": server.base_url,
+        **server.client_settings(),
         "model": "judge-test",
         "api_key_env": "GTALIGN_TEST_JUDGE_KEY",
-        "timeout_s": 2.0,
-        "max_retries": 2,
-        "backoff_s": 0.01,
-        "backoff_max_s": 0.05,
         "cache_path": tmp_path / "cache" / "judge.sqlite",
-        "max_failure_rate": 1.0,
     }
-    settings.update(overrides)
-    return OpenAIJudge(OpenAIJudgeConfig(**settings))
+    return OpenAIJudge(OpenAIJudgeConfig(**settings | overrides))
 
 
 # ------------------------------------------------------------------------------------------------ requests

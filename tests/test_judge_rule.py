@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -442,8 +443,7 @@ def test_any_reply_gets_a_verdict_on_the_scale(source: str, response: str) -> No
 
 # ------------------------------------------------------------------------------------------- real data rows
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("GTALIGN_DATA_DIR", REPO / "data"))
+DATA_DIR = Path(os.environ.get("GTALIGN_DATA_DIR", REPO_ROOT / "data"))
 
 
 def _rows(rel: str) -> list[dict[str, Any]]:
@@ -453,7 +453,7 @@ def _rows(rel: str) -> list[dict[str, Any]]:
 
     path = DATA_DIR / rel
     if not path.exists():  # the real sets are part of the project: pull them rather than skip
-        pull_data(REPO)
+        pull_data(REPO_ROOT)
     return pd.read_parquet(path).to_dict("records")
 
 

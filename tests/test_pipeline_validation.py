@@ -5,33 +5,30 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 import yaml
+from conftest import BIN, REPO_ROOT
 
 from pipelines.defs import data as data_assets
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
-REPO = Path(__file__).resolve().parents[1]
-GTALIGN = str(Path(sys.executable).with_name("gtalign"))
+GTALIGN = str(BIN / "gtalign")
 
 
 @pytest.fixture(scope="module")
-def corrupted_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corrupted_root(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A project root whose wildguard test set has labels outside {harmful, unharmful}, kept by the drop rules."""
-    if not (REPO / "data").exists():
-        subprocess.run([GTALIGN, "data", "pull"], cwd=REPO, check=True)
     root = tmp_path_factory.mktemp("corrupted")
-    shutil.copytree(REPO / "data", root / "data")
+    shutil.copytree(data_dir, root / "data")
     path = root / "data" / "wildguard" / "test.parquet"
     frame = pd.read_parquet(path)
     frame["reward_model"] = [{**rm, "ground_truth": "maybe"} for rm in frame["reward_model"]]
     frame.to_parquet(path)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["curate"]["drop"] = ["empty_turn", "over_long_turn", "exact_duplicate", "train_test_leak"]
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root

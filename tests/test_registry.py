@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT
 
 import gtalign
 from gtalign import registry
@@ -142,7 +143,7 @@ def test_read_metrics_file(tmp_path: Path) -> None:
 def test_registry_config_reads_the_repo_params() -> None:
     from gtalign.config import load_params
 
-    cfg = RegistryConfig.from_params(load_params(Path(__file__).resolve().parents[1] / "params.yaml"))
+    cfg = RegistryConfig.from_params(load_params(REPO_ROOT / "params.yaml"))
     assert cfg.model_name == MODEL_NAME
     assert cfg.gate_metric == "welfare_mean" and cfg.answer_prefix == "answer/"
     assert cfg.metric_keys.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {

@@ -1,6 +1,6 @@
 """The OpenAI-compatible server against the official `openai` client, on 127.0.0.1 with an ephemeral port.
 
-The served model is `ScriptedLM` (tests/test_steering_support.py): it writes a matrix whose optimum is DQ_CQ under
+The served model is `ScriptedLM` (tests/steering_support.py): it writes a matrix whose optimum is DQ_CQ under
 subscription pricing and DQ_DA once the API cost is spliced in, and acts on whatever matrix it can see, so the
 tests can check that `pricing` changes the payoff and the action end to end.
 """
@@ -12,12 +12,12 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from test_steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer, running_server
+from conftest import REPO_ROOT
+from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, running_server
 
 from gtalign.protocol import check_strict
 from gtalign.serve import Engine, ServeSettings, answer_text, create_app, resolve_model
@@ -26,11 +26,6 @@ from gtalign.steering import Steerer, SteeringConfig, transform_for
 NAME = "gtalign-test"
 STEERING = SteeringConfig(expected_words=TEST_WORDS, price_per_100_words=2.0)
 Q = [{"role": "user", "content": "What is 2 + 2?"}]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
 
 
 def compact(question: str) -> list[dict[str, str]]:
@@ -344,5 +339,5 @@ def test_params_yaml_serve_section_loads():
     from gtalign.config import load_params
     from gtalign.serve import serve_settings
 
-    s = serve_settings(load_params(Path(__file__).resolve().parents[1] / "params.yaml"), port=0)
+    s = serve_settings(load_params(REPO_ROOT / "params.yaml"), port=0)
     assert s.host == "127.0.0.1" and s.port == 0 and s.max_tokens_limit >= s.default_max_tokens

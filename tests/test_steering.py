@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer
+from conftest import REPO_ROOT
+from paper_tables import TABLE1
+from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
 from gtalign.game import PayoffMatrix, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
@@ -25,23 +27,6 @@ from gtalign.steering import (
     steering_config,
     transform_for,
 )
-
-# The paper's Table 1 (LLM, user).
-TABLE1 = PayoffMatrix.from_dict(
-    {
-        "DQ_AQ": {"LLM": 3, "user": 3},
-        "DQ_CQ": {"LLM": 1, "user": 2},
-        "DQ_DA": {"LLM": 1, "user": 0},
-        "VQ_AQ": {"LLM": 0, "user": 4},
-        "VQ_CQ": {"LLM": 0, "user": 1},
-        "VQ_DA": {"LLM": 1, "user": 1},
-    }
-)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,7 +117,7 @@ def test_transform_for_maps_requested_pricing_from_the_native_one():
 def test_params_yaml_steering_section_loads():
     from gtalign.config import load_params
 
-    cfg = steering_config(load_params(Path(__file__).resolve().parents[1] / "params.yaml"))
+    cfg = steering_config(load_params(REPO_ROOT / "params.yaml"))
     assert cfg.native_pricing == "subscription" and set(cfg.expected_words) == {"DA", "CQ", "AQ"}
 
 

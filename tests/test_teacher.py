@@ -94,26 +94,19 @@ def respond(body: dict[str, Any], times: int) -> Reply:
 
 @pytest.fixture
 def server() -> Iterator[FakeOpenAIServer]:
-    srv = FakeOpenAIServer(respond).start()
-    yield srv
-    srv.stop()
+    with FakeOpenAIServer(respond) as srv:
+        yield srv
 
 
 def config(server: FakeOpenAIServer, tmp_path: Path, **overrides: Any) -> OpenAITeacherConfig:
     settings: dict[str, Any] = {
-        "base_url": server.base_url,
+        **server.client_settings(),
         "model": "teacher-test",
         "api_key_env": "GTALIGN_TEST_TEACHER_KEY",
         "n": N,
-        "timeout_s": 2.0,
-        "max_retries": 2,
-        "backoff_s": 0.01,
-        "backoff_max_s": 0.05,
         "cache_path": tmp_path / "teacher.sqlite",
-        "max_failure_rate": 1.0,
     }
-    settings.update(overrides)
-    return OpenAITeacherConfig(**settings)
+    return OpenAITeacherConfig(**settings | overrides)
 
 
 def prompt(name: str) -> TeacherPrompt:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, REPO_ROOT
 
 from gtalign.config import load_params
 from gtalign.reward import RewardInput, score_batch
@@ -23,8 +24,8 @@ from gtalign.train.common import last_checkpoint
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+PARAMS = str(REPO_ROOT / "params.yaml")
+CPU_SINGLE = str(REPO_ROOT / "configs" / "accelerate" / "cpu_single.yaml")
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -106,7 +107,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     work = tmp_path / "resume"
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
-        sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", str(REPO / "params.yaml"),
+        sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS,
         "--no-eval", "--set", "sft.max_steps=8", "--set", "sft.save_steps=2", "--set",
         "sft.logging_steps=1", "--set", "sft.warmup_steps=0", "--set", "sft.save_total_limit=null",
     ]  # fmt: skip
@@ -143,8 +144,8 @@ def test_accelerate_launch_single_cpu_process(project, tmp_path):
     work = tmp_path / "accel"
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
-        str(BIN / "accelerate"), "launch", "--config_file", str(REPO / "configs" / "accelerate" / "cpu_single.yaml"),
-        "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", str(REPO / "params.yaml"), "--no-eval",
+        str(BIN / "accelerate"), "launch", "--config_file", CPU_SINGLE,
+        "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS, "--no-eval",
         "--set", "sft.max_steps=3", "--set", "sft.save_steps=3", "--set", "sft.logging_steps=1",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
@@ -152,7 +153,7 @@ def test_accelerate_launch_single_cpu_process(project, tmp_path):
     metrics = json.loads((work / "artifacts" / "metrics" / "sft.json").read_text())
     assert metrics["global_step"] == 3 and metrics["loss_finite"] == 1.0
     assert (work / "artifacts" / "models" / "sft" / "model.safetensors").is_file()
-    assert yaml.safe_load((REPO / "configs" / "accelerate" / "cpu_single.yaml").read_text())["use_cpu"] is True
+    assert yaml.safe_load(Path(CPU_SINGLE).read_text())["use_cpu"] is True
 
 
 def test_dagster_sft_asset_runs_the_step_through_pipes(project, tmp_path):

@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from gtalign.reward import RewardConfig, RewardInput, score_batch
 from gtalign.reward.judges.base import JudgeVerdict
@@ -280,7 +281,7 @@ def test_params_sections_validate_and_the_repo_defaults_load():
     from gtalign.train.sft import SFTParams
     from gtalign.train.stages import BaseModelParams, rl_params
 
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert SFTParams(**params["sft"]).max_steps >= 1
     assert BaseModelParams(**params["base_model"]).kind == "tiny"
     assert rl_params(params, "user").variant == "user"

@@ -22,10 +22,6 @@ class CurateRunConfig(dg.Config):
     prompt_style: str | None = None
 
 
-def _md_table(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False) if hasattr(frame, "to_markdown") else str(frame))
-
-
 def _counts_md(table: pd.DataFrame) -> dg.MetadataValue:
     counts = table.groupby(["source", "split"]).size().unstack(fill_value=0).reset_index()
     header = "| " + " | ".join(map(str, counts.columns)) + " |\n|" + "---|" * len(counts.columns) + "\n"

@@ -1,17 +1,36 @@
 """The `paper` preset in Dagster: the paper's reward baselines (user-only, llm-only, linear; Table 5) trained from
 the same SFT model as GTAlign, and the evaluation over all four variants on the same prompts.
 
-The baselines run in-process, one after another, through the same `rl_stage` the `rl_model` asset runs (through
-Pipes) for GTAlign; the `paper` job gives the evaluation asset the four variants through its run config.
+The baselines run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper`
+job gives the evaluation asset the four variants through its run config.
 """
+
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
-from gtalign.train import stages as train_stages
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
-from pipelines.defs.training import sft_model
+from pipelines.defs.training import RLRunConfig, run_rl, sft_model
 
 BASELINES = ("user", "llm", "linear")
+
+
+def _baseline_metadata(variant: str, results: Sequence[dg.PipesExecutionResult]) -> dict[str, Any]:
+    """What one baseline's Pipes run reported, under `<variant>/`: its path, MLflow run, held-out numbers, and the
+    RL checks' verdicts (this asset declares no checks of its own: the baselines are reported, not gated)."""
+    out: dict[str, Any] = {}
+    for result in results:
+        if isinstance(result, dg.MaterializeResult):
+            keep = ("path", "mlflow_run_id", "heldout_by_source")
+            out |= {
+                f"{variant}/{k}": v
+                for k, v in (result.metadata or {}).items()
+                if k in keep or k.startswith("heldout_")
+            }
+        elif isinstance(result, dg.AssetCheckResult):
+            out[f"{variant}/{result.check_name}"] = result.passed
+    return out
 
 
 @dg.asset(
@@ -22,14 +41,16 @@ BASELINES = ("user", "llm", "linear")
     description="The paper's RL baselines: the same GRPO run as rl_model with the user-only, llm-only and linear "
     "(U+L)/2 rewards instead of sqrt(U L). artifacts/models/rl-{user,llm,linear}.",
 )
-def paper_baselines(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    params = project.params()
-    metadata: dict[str, float | str] = {}
+def paper_baselines(
+    context: dg.AssetExecutionContext,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    metadata: dict[str, Any] = {}
     for variant in BASELINES:
-        result = train_stages.rl_stage(project.path, params, variant, tracking_uri=mlflow.uri())
-        metadata[f"{variant}/path"] = str(result.path)
-        metadata[f"{variant}/mlflow_run_id"] = result.run_id or ""
-        metadata.update({f"{variant}/{k}": float(v) for k, v in result.metrics.items() if k.startswith("heldout_")})
+        invocation = run_rl(context, pipes_subprocess_client, project, mlflow, RLRunConfig(variant=variant))
+        metadata |= _baseline_metadata(variant, invocation.get_results(implicit_materializations=False))
     return dg.MaterializeResult(metadata=metadata)
 
 

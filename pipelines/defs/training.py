@@ -4,19 +4,16 @@
 pretrained model). `sft_model` and `rl_model` run the training step as a subprocess through Dagster Pipes
 (`python -m gtalign.train.pipes_entry ...`), so the same asset can launch it under `accelerate launch` with a
 DeepSpeed/FSDP config (`launcher` in the run config) or be swapped for a Pipes client that runs on a cluster. The
-subprocess reports the metadata and the check results; the checks are declared here as the assets' check specs.
-
-Register in pipelines/definitions.py: assets `base_model`, `sft_model`, `rl_model` (their checks come with them:
-`sft_loss_finite`, `sft_format_validity`, `rl_loss_finite`, `rl_reward_not_collapsed`, `rl_judge_failure_rate`) and
-the resource `pipes_subprocess_client: dg.PipesSubprocessClient()`; selections as AssetSelection objects only.
+subprocess reports the metadata and the check results; the checks are declared here as the assets' check specs
+(names from `gtalign.train.pipes_entry`). The `paper` job's baselines train through the same `run_rl`.
 """
 
 import json
 import shlex
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -58,50 +55,48 @@ class RLRunConfig(LaunchConfig):
     seed: int | None = None
 
 
-def _params(project: ProjectResource, config: LaunchConfig, section: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    params = project.params()
-    if config.preset:
-        import yaml
-
-        from gtalign.config import deep_merge
-
-        overlay = yaml.safe_load((project.path / config.preset).read_text(encoding="utf-8")) or {}
-        params = deep_merge(params, overlay)
-    overrides = {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
-    params.setdefault(section, {}).update(overrides)
-    return params
+SFT_OVERRIDES = ("max_steps", "learning_rate", "per_device_train_batch_size", "seed")
+RL_OVERRIDES = ("variant", "judge", "normalization", "max_steps", "learning_rate", "seed")
 
 
-def _command(
-    config: LaunchConfig,
-    stage: str,
-    params_json: Path,
-    project: ProjectResource,
-    mlflow: MlflowResource,
-    extra: list[str],
-) -> list[str]:
-    launcher = shlex.split(config.launcher) if config.launcher else [sys.executable]
-    cmd = [*launcher, "-m", "gtalign.train.pipes_entry", stage, "--root", str(project.path)]
-    cmd += ["--params-json", str(params_json), *extra]
-    if mlflow.uri():
-        cmd += ["--tracking-uri", mlflow.uri()]
-    if not config.evaluate:
-        cmd.append("--no-eval")
-    return cmd
-
-
-def _run_pipes(
+def run_training(
     context: dg.AssetExecutionContext,
     client: dg.PipesSubprocessClient,
-    command_for: Any,
-    params: dict[str, Any],
     project: ProjectResource,
-) -> Any:
+    mlflow: MlflowResource,
+    config: LaunchConfig,
+    stage: str,
+    overrides: tuple[str, ...],
+    extra: Sequence[str] = (),
+) -> dg.PipesClientCompletedInvocation:
+    """`python -m gtalign.train.pipes_entry <stage>` (or under `config.launcher`) through Pipes, with params.yaml,
+    the run config's preset and its set fields handed over as one JSON file (every rank reads the same values)."""
+    presets = [config.preset] if config.preset else []
+    params = project.params({stage: {k: getattr(config, k) for k in overrides}}, presets=presets)
+    launcher = shlex.split(config.launcher) if config.launcher else [sys.executable]
     with tempfile.TemporaryDirectory(prefix="gtalign-pipes-") as tmp:
-        path = Path(tmp) / "params.json"
-        path.write_text(json.dumps(params, default=str), encoding="utf-8")
+        params_json = Path(tmp) / "params.json"
+        params_json.write_text(json.dumps(params, default=str), encoding="utf-8")
+        cmd = [*launcher, "-m", "gtalign.train.pipes_entry", stage, "--root", str(project.path)]
+        cmd += ["--params-json", str(params_json), *extra]
+        if mlflow.uri():
+            cmd += ["--tracking-uri", mlflow.uri()]
+        if not config.evaluate:
+            cmd.append("--no-eval")
         env = {"TOKENIZERS_PARALLELISM": "false", "GTALIGN_ROOT": str(project.path)}
-        return client.run(context=context, command=command_for(path), env=env, cwd=str(project.path)).get_results()
+        return client.run(context=context, command=cmd, env=env, cwd=str(project.path))
+
+
+def run_rl(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    config: RLRunConfig,
+) -> dg.PipesClientCompletedInvocation:
+    """One RL variant, trained as `rl_model` trains GTAlign (the `paper` job's baselines run through here too)."""
+    context.log.info(f"RL variant {config.variant} -> artifacts/models/rl-{config.variant}")
+    return run_training(context, client, project, mlflow, config, "rl", RL_OVERRIDES, ["--variant", config.variant])
 
 
 @dg.asset(
@@ -140,14 +135,7 @@ def sft_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ):
-    params = _params(project, config, "sft", ("max_steps", "learning_rate", "per_device_train_batch_size", "seed"))
-    return _run_pipes(
-        context,
-        pipes_subprocess_client,
-        lambda path: _command(config, "sft", path, project, mlflow, []),
-        params,
-        project,
-    )
+    return run_training(context, pipes_subprocess_client, project, mlflow, config, "sft", SFT_OVERRIDES).get_results()
 
 
 @dg.asset(
@@ -157,8 +145,8 @@ def sft_model(
     deps=[sft_model],
     check_specs=[dg.AssetCheckSpec(name, asset="rl_model") for name in RL_CHECKS],
     description="Welfare-reward RL (TRL GRPOTrainer; the paper's PPO/GAE does not exist in TRL 1.x) from the SFT "
-    "model; the variant (cobb_douglas = GTAlign, user, llm, linear) is the run config's `variant`. Runs as a Pipes "
-    "subprocess; reports held-out welfare before/after and the reward curve.",
+    "model; the variant (cobb_douglas = GTAlign, user, llm, linear, ces) is the run config's `variant`. Runs as a "
+    "Pipes subprocess; reports held-out welfare before/after and the reward curve.",
 )
 def rl_model(
     context: dg.AssetExecutionContext,
@@ -167,16 +155,7 @@ def rl_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ):
-    params = _params(project, config, "rl", ("judge", "normalization", "max_steps", "learning_rate", "seed"))
-    params["rl"]["variant"] = config.variant
-    context.log.info(f"rl_model: variant {config.variant} -> artifacts/models/rl-{config.variant}")
-    return _run_pipes(
-        context,
-        pipes_subprocess_client,
-        lambda path: _command(config, "rl", path, project, mlflow, ["--variant", config.variant]),
-        params,
-        project,
-    )
+    return run_rl(context, pipes_subprocess_client, project, mlflow, config).get_results()
 
 
 TRAINING_ASSETS = [base_model, sft_model, rl_model]

@@ -1,0 +1,86 @@
+"""The Dagster training wiring without training: what `run_training` hands the Pipes subprocess, and the `paper`
+job's baselines going through the same Pipes path as `rl_model` (a stand-in subprocess reports as pipes_entry does).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from pipelines.defs.paper import BASELINES, paper_baselines
+from pipelines.defs.resources import MlflowResource, ProjectResource
+
+# Stands in for `python -m gtalign.train.pipes_entry rl ...`: records its arguments and params, reports like rank 0.
+FAKE_ENTRY = """
+import json, sys
+from pathlib import Path
+from dagster_pipes import open_dagster_pipes
+
+args = sys.argv[1:]
+variant = args[args.index("--variant") + 1]
+params = json.loads(Path(args[args.index("--params-json") + 1]).read_text())
+with open(Path(__file__).with_name(f"call-{variant}.json"), "w") as f:
+    json.dump({"args": args, "params": params}, f)
+with open_dagster_pipes() as pipes:
+    pipes.report_asset_materialization(
+        metadata={"path": f"artifacts/models/rl-{variant}", "mlflow_run_id": f"run-{variant}", "heldout_welfare": 0.5,
+                  "loss_final": 1.0, "heldout_by_source": {"raw_value": "| source |", "type": "md"}}
+    )
+    pipes.report_asset_check(check_name="rl_loss_finite", passed=variant != "llm", severity="ERROR", metadata={})
+"""
+
+
+def _project(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "configs").mkdir(parents=True)
+    params = {"rl": {"variant": "cobb_douglas", "max_steps": 60, "seed": 0}, "sft": {"max_steps": 10}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "configs" / "big.yaml").write_text(yaml.safe_dump({"rl": {"max_steps": 500, "seed": 3}}))
+    return root
+
+
+def test_project_params_overlay_presets_then_run_config_overrides(tmp_path):
+    project = ProjectResource(root=str(_project(tmp_path)))
+    params = project.params({"rl": {"seed": 7, "learning_rate": None}}, presets=["configs/big.yaml"])
+    assert params["rl"] == {"variant": "cobb_douglas", "max_steps": 500, "seed": 7}  # None: params.yaml's value
+    assert params["sft"] == {"max_steps": 10}
+
+
+def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, monkeypatch):
+    root = _project(tmp_path)
+    entry = tmp_path / "fake_entry.py"
+    entry.write_text(FAKE_ENTRY)
+    python = tmp_path / "python"  # `<sys.executable> -m gtalign.train.pipes_entry ...` runs the stand-in instead
+    python.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "{entry}" "$@"\n')
+    python.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(python))
+    result = dg.materialize(
+        [paper_baselines],
+        resources={
+            "project": ProjectResource(root=str(root)),
+            "mlflow": MlflowResource(tracking_uri="sqlite:///m.db"),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    for variant in BASELINES:
+        call = json.loads((tmp_path / f"call-{variant}.json").read_text())
+        assert call["args"][:1] == ["rl"] and call["args"][-4:] == [
+            "--variant",
+            variant,
+            "--tracking-uri",
+            "sqlite:///m.db",
+        ]
+        assert call["params"]["rl"] == {"variant": variant, "max_steps": 60, "seed": 0}
+    [event] = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["user/path"] == "artifacts/models/rl-user" and metadata["linear/mlflow_run_id"] == "run-linear"
+    assert metadata["llm/heldout_welfare"] == 0.5 and "llm/loss_final" not in metadata
+    assert metadata["user/heldout_by_source"] == "| source |"
+    assert (metadata["user/rl_loss_finite"], metadata["llm/rl_loss_finite"]) == (True, False)
+    assert result.get_asset_check_evaluations() == []  # reported as metadata: the baselines are not gated
