@@ -1,6 +1,6 @@
 """The OpenAI-compatible server against the official `openai` client, on 127.0.0.1 with an ephemeral port.
 
-The served model is `ScriptedLM` (tests/test_steering_support.py): it writes a matrix whose optimum is DQ_CQ under
+The served model is `ScriptedLM` (tests/steering_support.py): it writes a matrix whose optimum is DQ_CQ under
 subscription pricing and DQ_DA once the API cost is spliced in, and acts on whatever matrix it can see, so the
 tests can check that `pricing` changes the payoff and the action end to end.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer, running_server
+from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer, running_server
 
 from gtalign.protocol import check_strict
 from gtalign.serve import Engine, ServeSettings, answer_text, create_app, resolve_model

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer
+from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, make_tokenizer
 
 from gtalign.game import PayoffMatrix, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
