@@ -100,31 +100,12 @@ def _eval_modes(cfg: SteeringConfig, modes: Sequence[str], prices: Sequence[floa
     return out
 
 
-def steering_eval_stage(
-    root: Path,
-    params: Mapping[str, Any],
-    *,
-    model: str | None = None,
-    per_source: int | None = None,
-    out_dir: Path | None = None,
-    tracking_uri: str | None = None,
-    track: bool = True,
-) -> SteeringEvalResult:
+def steering_eval_stage(root: Path, params: Mapping[str, Any], **options: Any) -> SteeringEvalResult:
     """The stage entry (CLI, DVC, Dagster): parse params.yaml's `steering:` and `reward:` once, then
-    `evaluate_steering` (the rule judge with `reward.judge.rule` options)."""
+    `evaluate_steering` (the rule judge with `reward.judge.rule` options); `options` are its keyword options."""
     params = dict(params)
     judge = make_judge("rule", **dict(section(section(params, "reward"), "judge").get("rule") or {}))
-    return evaluate_steering(
-        root,
-        steering_config(params),
-        judge=judge,
-        reward=reward_config(params),
-        model=model,
-        per_source=per_source,
-        out_dir=out_dir,
-        tracking_uri=tracking_uri,
-        track=track,
-    )
+    return evaluate_steering(root, steering_config(params), judge=judge, reward=reward_config(params), **options)
 
 
 def evaluate_steering(
