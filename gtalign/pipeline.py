@@ -29,7 +29,7 @@ def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], 
     from gtalign import registry, stages
     from gtalign.data import pull_data
     from gtalign.evaluate.directions import paper_directions
-    from gtalign.steering import steering_eval_stage
+    from gtalign.evaluate.steering import steering_eval_stage
     from gtalign.tracking import default_tracking_uri
     from gtalign.train import stages as train
 

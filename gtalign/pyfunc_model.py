@@ -12,9 +12,10 @@ Input: a DataFrame (or a list of records) with one column `messages`, each row a
   (the pricing parameter, echoed).
 - `return="response"`: only `response`.
 
-Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, and `pricing`: a JSON object or a policy name for
-pricing steering, accepted and passed through unchanged until steering is implemented (so clients can already send
-it and the signature does not drop it).
+Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, and `pricing`, which this model accepts and echoes
+but does not apply: it generates plainly. Pricing steering (the matrix edited at `</payoff>`, `gtalign.steering`) is
+served by `gtalign serve` (a `pricing` field per request) and measured by `gtalign steer eval`, both of which load the
+Hugging Face folder of a registered version (`gtalign.registry.resolve_model`).
 
 `predict` deliberately has NO type hints: MLflow 3 derives the signature from hints and would discard the params
 schema we log (ecosystem notes §4).
@@ -24,6 +25,9 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+
+from gtalign.modeling import generate, load_model
+from gtalign.protocol import check_strict, extract_block, render_messages
 
 RETURN_MODES = ("full", "response")
 DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
@@ -67,8 +71,6 @@ def apply_prompt_style(chat: list[dict[str, str]], style: str) -> list[dict[str,
     """
     if style == "none" or any(t["role"] == "system" for t in chat) or chat[-1]["role"] != "user":
         return chat
-    from gtalign.protocol import render_messages
-
     rendered = render_messages(chat[-1]["content"], style=style)  # type: ignore[arg-type]
     return [rendered[0], *chat[:-1], rendered[1]]
 
@@ -77,8 +79,6 @@ class GTAlignAssistant(mlflow.pyfunc.PythonModel):
     """Chat messages in, the four-block answer (and its parsed `<response>`) out."""
 
     def load_context(self, context):
-        from gtalign.modeling import load_model
-
         self.model, self.tokenizer = load_model(context.artifacts["hf_dir"])
         config = dict(context.model_config or {})
         self.prompt_style = str(config.get("prompt_style", "none"))
@@ -86,9 +86,6 @@ class GTAlignAssistant(mlflow.pyfunc.PythonModel):
         self.batch_size = int(config.get("batch_size", 16))
 
     def predict(self, context, model_input, params=None):
-        from gtalign.modeling import generate
-        from gtalign.protocol import check_strict, extract_block
-
         p = {**DEFAULT_PARAMS, **(params or {})}
         mode = str(p["return"])
         if mode not in RETURN_MODES:

@@ -15,6 +15,9 @@ Metrics come from the evaluation's flat JSON (`artifacts/metrics/evaluation.json
 `answer/<source>`, the names the gate reads. Metrics live on the model version as tags, not only on the run, because
 the gate must compare two versions that may come from different runs, experiments or even tracking servers' eras.
 
+Serving reads the registry back: `resolve_model` turns `models:/NAME@ALIAS` (or `models:/NAME/VERSION`, or a
+checkpoint folder) into the Hugging Face folder behind it, for `gtalign serve` and `gtalign steer eval`.
+
 Aliases, not stages: stages are deprecated in MLflow 3. Note that `search_model_versions` returns empty `aliases`,
 so aliases are always read with `get_model_version_by_alias`.
 """
@@ -25,12 +28,18 @@ import json
 import math
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from gtalign.tracking import data_version, default_tracking_uri, run
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -55,6 +64,9 @@ GATE_METRIC_TAG = "gtalign.promotion.metric"
 DECIDED_AT_TAG = "gtalign.promotion.decided_at"
 SUPERSEDED_BY_TAG = "gtalign.promotion.superseded_by"
 
+DEFAULT_METRIC_KEYS = {"welfare_mean": "{model}/welfare_mean"}
+DEFAULT_METRIC_PREFIXES = {"answer/": "{model}/answer/"}
+
 _TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
 _EPS = 1e-9  # float slack so that a drop of exactly the tolerance passes
 
@@ -76,8 +88,8 @@ class MetricKeys:
     least one key: an empty match is a misconfigured mapping, and a silently vacuous gate would promote anything.
     """
 
-    keys: Mapping[str, str] = field(default_factory=lambda: {"welfare_mean": "{model}/welfare_mean"})
-    prefixes: Mapping[str, str] = field(default_factory=lambda: {"answer/": "{model}/answer/"})
+    keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRIC_KEYS))
+    prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_METRIC_PREFIXES))
 
     def select(self, evaluation: Mapping[str, Any], model: str) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -94,16 +106,6 @@ class MetricKeys:
                 raise RegistryError(f"evaluation has no keys under {prefix!r} (for {name_prefix!r}*)")
             out.update({name_prefix + k[len(prefix) :]: _finite(v, k) for k, v in matched.items()})
         return out
-
-    @classmethod
-    def from_params(cls, registry_section: Mapping[str, Any]) -> MetricKeys:
-        default = cls()
-        keys = registry_section.get("metric_keys")
-        prefixes = registry_section.get("metric_prefixes")
-        return cls(
-            keys=dict(keys) if keys is not None else default.keys,
-            prefixes=dict(prefixes) if prefixes is not None else default.prefixes,
-        )
 
 
 def _finite(value: Any, key: str) -> float:
@@ -138,43 +140,49 @@ def metrics_of(version: ModelVersion) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration (params.yaml `registry:`)
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RegistryConfig:
-    """The `registry:` section of params.yaml, typed; every field has the default documented there."""
+class GateConfig(BaseModel):
+    """params.yaml `registry.gate:`: what `promote` compares."""
 
-    model_name: str = MODEL_NAME
-    model_dir: str = "artifacts/models/rl/cobb_douglas"
-    metrics_file: str = "artifacts/metrics/evaluation.json"
-    evaluated_model: str = "cobb_douglas"
-    metric_keys: MetricKeys = field(default_factory=MetricKeys)
-    gate_metric: str = "welfare_mean"
-    answer_prefix: str = "answer/"
-    tolerance: float = 0.02
+    model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml registry.gate")
+
+    metric: str = Field("welfare_mean", description="the challenger must beat the champion on this metric")
+    answer_prefix: str = Field("answer/", description="per-source answer metrics, none may drop beyond tolerance")
+    tolerance: float = Field(0.02, description="absolute drop allowed per source, in the answer metric's units")
+
+
+class ServingConfig(BaseModel):
+    """params.yaml `registry.serving:`: the pyfunc signature's defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml registry.serving")
+
     max_new_tokens: int = 256
     temperature: float = 0.0
-    prompt_style: str = "compact"
+    prompt_style: str = Field("compact", description="wrap chats without a system turn: compact | full | none")
+
+
+class RegistryConfig(BaseModel):
+    """params.yaml `registry:`, typed and strict (a misspelt key is an error); defaults as documented there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml registry")
+
+    model_name: str = MODEL_NAME
+    model_dir: str = Field("artifacts/models/rl/cobb_douglas", description="the HF checkpoint to register")
+    metrics_file: str = Field("artifacts/metrics/evaluation.json", description="flat JSON written by the evaluation")
+    evaluated_model: str = Field("cobb_douglas", description="{model} in the key templates")
+    metric_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METRIC_KEYS))
+    metric_prefixes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METRIC_PREFIXES))
+    gate: GateConfig = Field(default_factory=GateConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     decision_file: str = "artifacts/metrics/promotion.json"
+
+    @property
+    def metric_mapping(self) -> MetricKeys:
+        return MetricKeys(keys=self.metric_keys, prefixes=self.metric_prefixes)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RegistryConfig:
-        section = dict(params.get("registry") or {})
-        gate = dict(section.get("gate") or {})
-        serving = dict(section.get("serving") or {})
-        d = cls()
-        return cls(
-            model_name=str(section.get("model_name", d.model_name)),
-            model_dir=str(section.get("model_dir", d.model_dir)),
-            metrics_file=str(section.get("metrics_file", d.metrics_file)),
-            evaluated_model=str(section.get("evaluated_model", d.evaluated_model)),
-            metric_keys=MetricKeys.from_params(section),
-            gate_metric=str(gate.get("metric", d.gate_metric)),
-            answer_prefix=str(gate.get("answer_prefix", d.answer_prefix)),
-            tolerance=float(gate.get("tolerance", d.tolerance)),
-            max_new_tokens=int(serving.get("max_new_tokens", d.max_new_tokens)),
-            temperature=float(serving.get("temperature", d.temperature)),
-            prompt_style=str(serving.get("prompt_style", d.prompt_style)),
-            decision_file=str(section.get("decision_file", d.decision_file)),
-        )
+        """The `registry:` section of a params dict (params.yaml)."""
+        return cls.model_validate(params.get("registry") or {})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,8 +247,6 @@ def client_for(client_or_uri: MlflowClient | str | None = None, root: Path | Non
 
     if isinstance(client_or_uri, MlflowClient):
         return client_or_uri
-    from gtalign.tracking import default_tracking_uri
-
     uri = client_or_uri or default_tracking_uri(root or Path("."))
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -282,8 +288,6 @@ def register(
     as metrics and to the version as `gtalign.metric.*` tags, the latter being what `promote` compares.
     """
     import mlflow
-
-    from gtalign.tracking import data_version, run
 
     root = Path(root)
     model_dir = Path(model_dir)
@@ -365,7 +369,7 @@ def register_from_params(
     """`register` with every default from params.yaml `registry:` (relative paths are under `root`)."""
     cfg = RegistryConfig.from_params(params)
     model = evaluated_model or cfg.evaluated_model
-    metrics = read_metrics(Path(root) / (metrics_file or cfg.metrics_file), model, cfg.metric_keys)
+    metrics = read_metrics(Path(root) / (metrics_file or cfg.metrics_file), model, cfg.metric_mapping)
     return register(
         root,
         Path(root) / (model_dir or cfg.model_dir),
@@ -373,9 +377,9 @@ def register_from_params(
         name=cfg.model_name,
         tracking_uri=tracking_uri,
         evaluated_model=model,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        prompt_style=cfg.prompt_style,
+        max_new_tokens=cfg.serving.max_new_tokens,
+        temperature=cfg.serving.temperature,
+        prompt_style=cfg.serving.prompt_style,
     )
 
 
@@ -552,9 +556,9 @@ def promote_from_params(
     return promote(
         client_or_uri,
         cfg.model_name,
-        tolerance=cfg.tolerance if tolerance is None else tolerance,
-        metric=cfg.gate_metric,
-        per_source_answer_prefix=cfg.answer_prefix,
+        tolerance=cfg.gate.tolerance if tolerance is None else tolerance,
+        metric=cfg.gate.metric,
+        per_source_answer_prefix=cfg.gate.answer_prefix,
     )
 
 
@@ -571,8 +575,6 @@ def release(
 ) -> tuple[Registration, PromotionDecision]:
     """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
     `gtalign registry release`, and the last step of `gtalign demo`)."""
-    from gtalign.tracking import default_tracking_uri
-
     uri = tracking_uri or default_tracking_uri(root)
     registration = register_from_params(root, params, tracking_uri=uri)
     decision = promote_from_params(params, uri)
@@ -600,3 +602,57 @@ def describe(client_or_uri: MlflowClient | str | None, name: str = MODEL_NAME) -
                 "tags": {k: v for k, v in (mv.tags or {}).items() if not k.startswith(METRIC_TAG_PREFIX)},
             }
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a registered model back (serving, steering evaluation)
+# ---------------------------------------------------------------------------------------------------------------
+def resolve_model(
+    model: str | Path, *, root: Path = Path("."), tracking_uri: str | None = None, cache_dir: Path | None = None
+) -> Path:
+    """The Hugging Face folder behind `model`: a checkpoint path as is, or a registered `models:/` URI.
+
+    `models:/NAME@ALIAS` and `models:/NAME/VERSION` are resolved to a version with the project's MLflow registry
+    (`gtalign.tracking.default_tracking_uri(root)` unless `tracking_uri` is given), downloaded once into
+    `cache_dir/NAME/VERSION` (default `<root>/artifacts/served_models`), and the pyfunc's `hf_dir` artifact path is
+    read from its MLmodel file. Any other `scheme:/` URI MLflow can download (runs:/, file:) works the same way.
+    """
+    text = str(model)
+    if "://" not in text and not text.startswith(("models:/", "runs:/")):
+        path = Path(text)
+        if not path.is_absolute() and not path.exists() and (Path(root) / path).exists():
+            path = Path(root) / path  # params.yaml paths are relative to the repo root
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return path
+    import mlflow
+
+    uri = tracking_uri or default_tracking_uri(Path(root))
+    cache = Path(cache_dir) if cache_dir else Path(root) / "artifacts" / "served_models"
+    if text.startswith("models:/"):
+        ref = text[len("models:/") :]
+        client = client_for(uri)
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, _, version = ref.partition("/")
+        dest = cache / name / str(version)
+        source = f"models:/{name}/{version}"
+    else:
+        dest = cache / "uri" / uuid.uuid5(uuid.NAMESPACE_URL, text).hex
+        source = text
+    if not (dest / "MLmodel").exists():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        tmp = dest.with_name(dest.name + ".partial")
+        tmp.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=uri)
+        tmp.rename(dest)  # atomic: a crashed download never looks complete
+    meta = yaml.safe_load((dest / "MLmodel").read_text(encoding="utf-8")) or {}
+    artifacts = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
+    rel = (artifacts.get("hf_dir") or {}).get("path")
+    folder = dest / rel if rel else next((p.parent for p in sorted(dest.rglob("config.json"))), None)
+    if folder is None or not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{text}: the downloaded model has no Hugging Face folder (hf_dir artifact)")
+    return folder

@@ -29,8 +29,8 @@ Why it is built this way:
   the rest once the payoff is settled. Markers that may still be completing (`</response>`, a stop string, a
   partial UTF-8 character) are held back, so the concatenated deltas equal the non-streaming content.
 
-Registered models: `resolve_model` turns `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) into the Hugging Face
-folder stored in the pyfunc's `hf_dir` artifact (`gtalign.registry` logs it so), downloaded once into a cache.
+Registered models: `gtalign.registry.resolve_model` turns `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) into the
+Hugging Face folder stored in the pyfunc's `hf_dir` artifact, downloaded once into a cache.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (`request: Request`, imported
@@ -54,7 +54,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gtalign.game import optimal_cell
+from gtalign.modeling import load_model
 from gtalign.protocol import named_cell, read_tolerant, response_action
+from gtalign.registry import resolve_model
 from gtalign.steering import Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest, transform_for
 
 log = logging.getLogger(__name__)
@@ -66,19 +68,18 @@ __all__ = [
     "answer_text",
     "build_engine",
     "create_app",
-    "resolve_model",
     "run_server",
     "serve_settings",
 ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Settings and model resolution
+# Settings
 # ---------------------------------------------------------------------------------------------------------------
 class ServeSettings(BaseModel):
-    """params.yaml `serve:`; the CLI overrides single keys."""
+    """params.yaml `serve:` (unknown keys are an error); the CLI overrides single keys."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml serve")
 
     model: str = Field("models:/gtalign-assistant@champion", description="a models:/ URI or a checkpoint folder")
     served_model_name: str | None = Field(None, description="the `model` id clients send; default: derived")
@@ -99,62 +100,7 @@ def serve_settings(params: Mapping[str, Any], **overrides: Any) -> ServeSettings
     """The `serve:` section with CLI overrides (None = keep params)."""
     values = dict(params.get("serve") or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return ServeSettings(**values)
-
-
-def resolve_model(
-    model: str | Path, *, root: Path = Path("."), tracking_uri: str | None = None, cache_dir: Path | None = None
-) -> Path:
-    """The Hugging Face folder behind `model`: a checkpoint path as is, or a registered `models:/` URI.
-
-    `models:/NAME@ALIAS` and `models:/NAME/VERSION` are resolved to a version with the project's MLflow registry
-    (`gtalign.tracking.default_tracking_uri(root)` unless `tracking_uri` is given), downloaded once into
-    `cache_dir/NAME/VERSION` (default `<root>/artifacts/served_models`), and the pyfunc's `hf_dir` artifact path is
-    read from its MLmodel file. Any other `scheme:/` URI MLflow can download (runs:/, file:) works the same way.
-    """
-    text = str(model)
-    if "://" not in text and not text.startswith(("models:/", "runs:/")):
-        path = Path(text)
-        if not path.is_absolute() and not path.exists() and (Path(root) / path).exists():
-            path = Path(root) / path  # params.yaml paths are relative to the repo root
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
-        return path
-    import mlflow
-    import yaml
-    from mlflow import MlflowClient
-
-    from gtalign.tracking import default_tracking_uri
-
-    uri = tracking_uri or default_tracking_uri(Path(root))
-    cache = Path(cache_dir) if cache_dir else Path(root) / "artifacts" / "served_models"
-    if text.startswith("models:/"):
-        ref = text[len("models:/") :]
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
-        else:
-            name, _, version = ref.partition("/")
-        dest = cache / name / str(version)
-        source = f"models:/{name}/{version}"
-    else:
-        dest = cache / "uri" / uuid.uuid5(uuid.NAMESPACE_URL, text).hex
-        source = text
-    if not (dest / "MLmodel").exists():
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        tmp = dest.with_name(dest.name + ".partial")
-        tmp.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=uri)
-        tmp.rename(dest)  # atomic: a crashed download never looks complete
-    meta = yaml.safe_load((dest / "MLmodel").read_text(encoding="utf-8")) or {}
-    artifacts = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
-    rel = (artifacts.get("hf_dir") or {}).get("path")
-    folder = dest / rel if rel else next((p.parent for p in sorted(dest.rglob("config.json"))), None)
-    if folder is None or not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{text}: the downloaded model has no Hugging Face folder (hf_dir artifact)")
-    return folder
+    return ServeSettings.model_validate(values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,8 +224,6 @@ def build_engine(
     tracking_uri: str | None = None,
 ) -> Engine:
     """Resolve and load the model, wrap it in a `Steerer` and start the worker."""
-    from gtalign.modeling import load_model
-
     folder = resolve_model(model, root=root, tracking_uri=tracking_uri)
     lm, tokenizer = load_model(folder, device=settings.device)
     steerer = Steerer(lm, tokenizer, rule=steering.welfare_rule, batch_size=settings.max_batch_size)

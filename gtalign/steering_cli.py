@@ -51,7 +51,7 @@ def steer_eval(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy machine)")] = None,
 ) -> None:
     """Steer held-out prompts under every pricing mode; write the report section, metrics JSON and an MLflow run."""
-    from gtalign.steering import steering_eval_stage
+    from gtalign.evaluate.steering import steering_eval_stage
 
     _threads(threads)
     try:

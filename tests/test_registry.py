@@ -115,7 +115,7 @@ def test_custom_mapping_from_params() -> None:
         "metric_keys": {"welfare_mean": "{model}/welfare_mean", "format": "{model}/format_rate"},
         "metric_prefixes": {"answer/": "{model}/answer/"},
     }
-    keys = MetricKeys.from_params(section)
+    keys = RegistryConfig.model_validate(section).metric_mapping
     assert keys.select(EVALUATION, "cobb_douglas")["format"] == 1.0
     everything = MetricKeys(keys={}, prefixes={"": "{model}/"}).select(EVALUATION, "cobb_douglas")
     assert set(everything) == {"welfare_mean", "answer/math-hard", "answer/wildguard", "format_rate"}
@@ -145,13 +145,29 @@ def test_registry_config_reads_the_repo_params() -> None:
 
     cfg = RegistryConfig.from_params(load_params(REPO_ROOT / "params.yaml"))
     assert cfg.model_name == MODEL_NAME
-    assert cfg.gate_metric == "welfare_mean" and cfg.answer_prefix == "answer/"
-    assert cfg.metric_keys.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {
+    assert cfg.gate.metric == "welfare_mean" and cfg.gate.answer_prefix == "answer/"
+    assert cfg.metric_mapping.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {
         "welfare_mean": 1.0,
         "answer/a": 0.5,
         "welfare/a": 0.7,
     }
     assert RegistryConfig.from_params({}) == RegistryConfig()
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ({"model_nme": "x"}, "model_nme"),
+        ({"gate": {"tolerence": 0.1}}, "gate.tolerence"),
+        ({"serving": {"temp": 0}}, "serving.temp"),
+    ],
+)
+def test_a_misspelt_registry_key_is_an_error_naming_section_and_key(section: dict, where: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"params\.yaml registry") as err:
+        RegistryConfig.from_params({"registry": section})
+    assert where in str(err.value) and "Extra inputs are not permitted" in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

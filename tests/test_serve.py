@@ -20,7 +20,8 @@ from conftest import REPO_ROOT
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM, running_server
 
 from gtalign.protocol import check_strict
-from gtalign.serve import Engine, ServeSettings, answer_text, create_app, resolve_model
+from gtalign.registry import resolve_model
+from gtalign.serve import Engine, ServeSettings, answer_text, create_app
 from gtalign.steering import Steerer, SteeringConfig, transform_for
 
 NAME = "gtalign-test"
@@ -341,3 +342,13 @@ def test_params_yaml_serve_section_loads():
 
     s = serve_settings(load_params(REPO_ROOT / "params.yaml"), port=0)
     assert s.host == "127.0.0.1" and s.port == 0 and s.max_tokens_limit >= s.default_max_tokens
+
+
+def test_a_misspelt_serve_key_is_an_error_naming_section_and_key():
+    from pydantic import ValidationError
+
+    from gtalign.serve import serve_settings
+
+    with pytest.raises(ValidationError, match=r"params\.yaml serve") as err:
+        serve_settings({"serve": {"prot": 8000}})
+    assert "prot" in str(err.value) and "Extra inputs are not permitted" in str(err.value)

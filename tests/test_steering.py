@@ -21,12 +21,12 @@ from gtalign.steering import (
     Steerer,
     SteeringConfig,
     SteerRequest,
-    _closing_run_start,
     expected_words_from_completions,
     published_transform,
     steering_config,
     transform_for,
 )
+from gtalign.steering.decoder import _closing_run_start
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,6 +119,20 @@ def test_params_yaml_steering_section_loads():
 
     cfg = steering_config(load_params(REPO_ROOT / "params.yaml"))
     assert cfg.native_pricing == "subscription" and set(cfg.expected_words) == {"DA", "CQ", "AQ"}
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [({"price_per_100_word": 2.0}, "price_per_100_word"), ({"eval": {"per_sorce": 5}}, "eval.per_sorce")],
+)
+def test_a_misspelt_steering_key_is_an_error_naming_section_and_key(section, where):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"params\.yaml steering") as err:
+        SteeringConfig.model_validate(section)
+    assert where in str(err.value) and "Extra inputs are not permitted" in str(err.value)
+    with pytest.raises(ValidationError, match="scale_usr"):
+        SteeringConfig.model_validate({"published": {"subscription->api": {"scale_usr": 1.0}}})
 
 
 def test_expected_words_from_completions():
@@ -293,8 +307,7 @@ def test_masked_splice_matches_a_fresh_forward_of_the_visible_text(tok, qwen, ba
 def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     import pandas as pd
 
-    import gtalign.modeling
-    import gtalign.serve
+    import gtalign.evaluate.steering as stage
 
     rows = [
         {
@@ -320,8 +333,8 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     ]
     (tmp_path / "artifacts" / "curated").mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(tmp_path / "artifacts" / "curated" / "curated.parquet")
-    monkeypatch.setattr(gtalign.serve, "resolve_model", lambda model, **_: Path(model))
-    monkeypatch.setattr(gtalign.modeling, "load_model", lambda path, **_: (ScriptedLM(tok), tok))
+    monkeypatch.setattr(stage, "resolve_model", lambda model, **_: Path(model))
+    monkeypatch.setattr(stage, "load_model", lambda path, **_: (ScriptedLM(tok), tok))
     params = {
         "steering": {
             "expected_words": TEST_WORDS,
@@ -333,9 +346,7 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
             },
         }
     }
-    from gtalign.steering import steering_eval_stage
-
-    result = steering_eval_stage(
+    result = stage.steering_eval_stage(
         tmp_path, params, model="scripted", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
     m = result.metrics

@@ -7,6 +7,7 @@
     paper.py      the paper's published numbers (gtalign/resources/paper_results.json)
     report.py     report.md / report.html, PNG plots, CSVs for `dvc plots`, flat numbers for `dvc metrics`
     stages.py     `evaluate_stage` / `report_stage` (params `evaluate:`), one MLflow run per model
+    steering.py   `steering_eval_stage`: pricing steering on held-out prompts (params `steering:`), its report section
     cli.py        `gtalign eval run|report` (typer sub-app `eval_app`)
 
 Importing this package imports nothing heavy: the names below load their module on first use.

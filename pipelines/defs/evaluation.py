@@ -12,7 +12,7 @@ import dagster as dg
 from gtalign import stages
 from gtalign.evaluate.directions import directions_markdown, directions_summary, paper_directions
 from gtalign.evaluate.stages import EvalLayout
-from gtalign.steering import steering_eval_stage
+from gtalign.evaluate.steering import steering_eval_stage
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
 

@@ -1,0 +1,412 @@
+"""The splice decoder: greedy or sampled decoding that stops at `</payoff>`, edits the matrix and goes on.
+
+**One prefill per answer.** The published code re-prompted (a second call with a one-line action instruction appended
+to the question, the edited matrix not spliced in). Here the decoding loop is ours: the prompt is prefilled once into
+the KV cache, tokens are decoded one by one, and when a row's text closes `</payoff>` the matrix is parsed
+(`gtalign.protocol`), transformed (`gtalign.steering.pricing`), re-solved (`gtalign.game`) and rendered; the row's
+cache entries from the start of the payoff content on are *masked out* (attention mask 0) and only the tokens of the
+replacement text (`<payoff>` remainder + edited JSON + `</payoff>`) are fed, with position ids that continue from the
+kept prefix, so the model sees exactly "prompt + kept text + edited payoff". Masking instead of `DynamicCache.crop`
+because crop cuts every row of a batch at one length, while rows close their payoff at different steps; the masked
+entries cost a few dozen dead cache slots per answer. Rows of a batch that do not splice in that step feed their one
+token right-aligned behind mask-0 pads, so every row's last position is real; since those pads cost compute, a row
+that has spliced waits up to `splice_wait` steps for the other rows still writing their payoff, and one step feeds
+all the replacements. The closing run (`}}</payoff>`) is not fed as text but *token-healed*: the model spells it
+itself, constrained to it, so the tokens across the end of the splice are ones it would have chosen (a standalone
+tokenization can end in a token the model never saw before `<analyze>`; an SFT model then stops). A matrix the
+transform leaves unchanged is not spliced at all (the model's own tokens stay), so an identity transform reproduces
+plain greedy generation token for token (tested against `model.generate`).
+
+The loop works with any Hugging Face causal LM that takes `attention_mask`, `position_ids` and a cache (`cache=` in
+transformers >= 5.x, `past_key_values=` before). It does greedy or temperature/top-p sampling only: logits
+processors from a model's `generation_config` (repetition penalty, top-k) are not applied.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gtalign.game import CELLS, DEFAULT_RULE, PayoffMatrix, WelfareRule, optimal_cell
+from gtalign.modeling import chat_prompt
+from gtalign.protocol import PayoffParseError, extract_block, parse_payoff_tolerant, render_payoff
+from gtalign.steering.pricing import PricingTransform
+
+__all__ = ["PAYOFF_CLOSE", "PAYOFF_OPEN", "SteerOutput", "SteerRequest", "Steerer"]
+
+PAYOFF_OPEN, PAYOFF_CLOSE = "<payoff>", "</payoff>"
+
+
+def _croppable(cache: Any) -> bool:
+    """True for a cache whose tail can be cut: full-attention layers only (a sliding window or a recurrent state
+    cannot be rolled back), `crop` present. Anything else keeps the masked dead slots, which is always correct."""
+    if not callable(getattr(cache, "crop", None)) or not getattr(cache, "is_croppable", False):
+        return False
+    return not any(getattr(cache, "is_sliding", [True])) and not any(getattr(cache, "is_linear", []) or [])
+
+
+def _closing_run_start(text: str, close_at: int) -> int:
+    """Start of the punctuation run that ends at `close_at` (where `</payoff>` begins), one leading space included.
+
+    Byte-level pre-tokenizers (GPT-2's, Qwen's) keep such a run (`}}</`) together, so the healed text starts there.
+    """
+    j = close_at
+    while j > 0 and not (text[j - 1].isalnum() or text[j - 1].isspace()):
+        j -= 1
+    if j > 0 and text[j - 1] == " ":
+        j -= 1
+    return j
+
+
+@dataclass
+class SteerRequest:
+    """One answer to generate. `prompt` is chat messages (the tokenizer's chat template is applied) or ready text.
+
+    `transform=None` decodes plainly (no stop at `</payoff>`). `on_update(ids, settled)` is called after every step
+    with the row's completion token ids so far; `settled` turns True once the payoff has been handled, after which
+    the text only grows (streaming servers show nothing of the payoff before that). `should_stop()` ends the row
+    early (a client that went away); `on_finish(output)` hands the row's output over as soon as it ends.
+    """
+
+    prompt: str | Sequence[Mapping[str, str]]
+    transform: PricingTransform | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    on_update: Callable[[list[int], bool], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    prompt_ids: list[int] | None = None  # already tokenized `prompt` (the server counts tokens before queueing)
+    on_finish: Callable[[SteerOutput], None] | None = None  # called as soon as this row ends
+
+
+@dataclass(frozen=True)
+class SteerOutput:
+    """What one steered answer did. `original`/`edited` are None when no payoff could be read (see `steer_error`)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length", "cancelled"]
+    original: PayoffMatrix | None = None
+    edited: PayoffMatrix | None = None
+    original_cell: str | None = None  # welfare optimum of the model's own matrix (rule of the Steerer)
+    edited_cell: str | None = None  # welfare optimum of the edited matrix
+    spliced: bool = False
+    steer_error: str | None = None
+    fed_tokens: int = 0  # tokens fed after the prefill (decode steps plus the replacement tokens)
+
+    @property
+    def response(self) -> str | None:
+        return extract_block(self.text, "response")
+
+
+@dataclass(eq=False)  # rows are compared by identity
+class _Row:
+    req: SteerRequest
+    prompt_ids: list[int]
+    index: int  # row of the batch tensors
+    gen: list[int] = field(default_factory=list)  # completion ids; the last one is pending (not yet fed)
+    cols: list[int] = field(default_factory=list)  # cache column of each fed completion id
+    pending: list[int] = field(default_factory=list)
+    next_pos: int = 0
+    watch: bool = False  # still waiting for </payoff>
+    done: str | None = None
+    generator: Any = None
+    fed: int = 0
+    original: PayoffMatrix | None = None
+    edited: PayoffMatrix | None = None
+    original_cell: str | None = None
+    edited_cell: str | None = None
+    spliced: bool = False
+    error: str | None = None
+    heal: str = ""  # text the next tokens must spell out (token healing across the splice's end)
+    parked: int | None = None  # step at which a spliced row began waiting to feed its replacement
+    dead_from: int | None = None  # first cache column a splice masked out (cropped away when the row is alone)
+
+
+class Steerer:
+    """Batched decoding with pricing steering over one KV cache; see the module docstring for the mechanism.
+
+    Thread-compatible, not thread-safe: one `generate` at a time per instance (the server runs one worker thread).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        rule: WelfareRule = DEFAULT_RULE,
+        batch_size: int = 8,
+        splice_wait: int = 16,
+    ) -> None:
+        self.splice_wait = splice_wait
+        self.model = model
+        self.tokenizer = tokenizer
+        self.rule = rule
+        self.batch_size = batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos: set[int] = set()
+        for source in (
+            getattr(tokenizer, "eos_token_id", None),
+            getattr(model.generation_config, "eos_token_id", None),
+        ):
+            if isinstance(source, int):
+                eos.add(source)
+            elif source is not None:
+                eos.update(int(s) for s in source)
+        self.eos_ids = frozenset(eos)
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._close_window = max(len(PAYOFF_CLOSE), 16)
+        self._vocab: dict[str, list[tuple[int, str]]] | None = None  # first char -> (id, text), for healing
+
+    # -------------------------------------------------------------------------------------------------- public
+    def prompt_ids(self, prompt: str | Sequence[Mapping[str, str]]) -> list[int]:
+        """Token ids of a prompt: chat messages through the chat template (assistant turn opened), or raw text."""
+        if not isinstance(prompt, str):
+            prompt = chat_prompt(self.tokenizer, [dict(m) for m in prompt])
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def generate(self, requests: Sequence[SteerRequest]) -> list[SteerOutput]:
+        """One output per request, in order; requests run in batches of `batch_size` (left-padded, any lengths)."""
+        import torch
+
+        out: list[SteerOutput] = []
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(requests), self.batch_size):
+                out.extend(self._run_batch(requests[start : start + self.batch_size]))
+        return out
+
+    def select_next(self, logits: Any, rows: Sequence[_Row]) -> list[int]:
+        """The next token of every row from its last-position logits (greedy, or per-row seeded top-p sampling).
+
+        An override point: tests force scripted tokens here; constrained decoding could too.
+        """
+        import torch
+
+        chosen = logits.argmax(dim=-1).tolist()
+        for i, row in enumerate(rows):
+            if row.done is not None or row.parked is not None:  # finished, or waiting to feed its splice
+                continue
+            if row.heal:
+                allowed = self._healing_ids(row.heal)
+                if allowed:
+                    restricted = torch.full_like(logits[i], float("-inf"))
+                    restricted[allowed] = logits[i, allowed]
+                    logits[i] = restricted
+                    chosen[i] = int(restricted.argmax())
+            if row.req.temperature > 0:
+                probs = torch.softmax(logits[i].float() / row.req.temperature, dim=-1)
+                if row.req.top_p < 1.0:
+                    sorted_p, order = probs.sort(descending=True)
+                    keep = sorted_p.cumsum(0) - sorted_p < row.req.top_p  # always keeps the top token
+                    probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+                chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator).item())
+        return chosen
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _healing_ids(self, heal: str) -> list[int]:
+        """Tokens consistent with the text still to spell: a prefix of it, or a token that starts with all of it."""
+        if self._vocab is None:
+            special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
+            ids = [i for i in range(len(self.tokenizer)) if i not in special]
+            index: dict[str, list[tuple[int, str]]] = defaultdict(list)
+            for i, text in zip(ids, self.tokenizer.batch_decode([[i] for i in ids]), strict=True):
+                if text and "\ufffd" not in text:
+                    index[text[0]].append((i, text))
+            self._vocab = dict(index)
+        return [i for i, t in self._vocab.get(heal[0], ()) if heal.startswith(t) or t.startswith(heal)]
+
+    def _forward(self, input_ids: Any, mask: Any, positions: Any, cache: Any) -> tuple[Any, Any]:
+        kwargs = {self._cache_kw: cache} if cache is not None else {}
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **kwargs,
+            **self._keep_last,
+        )
+        new_cache = getattr(out, "cache", None)
+        if new_cache is None:
+            new_cache = getattr(out, "past_key_values", None)
+        return out.logits[:, -1, :], new_cache
+
+    def _run_batch(self, requests: Sequence[SteerRequest]) -> list[SteerOutput]:
+        import torch
+
+        device = self.model.device
+        rows = [
+            _Row(req=r, prompt_ids=r.prompt_ids if r.prompt_ids is not None else self.prompt_ids(r.prompt), index=i)
+            for i, r in enumerate(requests)
+        ]
+        for row in rows:
+            row.next_pos = len(row.prompt_ids)
+            row.watch = row.req.transform is not None and not row.req.transform.is_identity
+            if row.req.temperature > 0:
+                row.generator = torch.Generator(device=device).manual_seed(
+                    row.req.seed if row.req.seed is not None else 0
+                )
+        width = max(len(r.prompt_ids) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row.prompt_ids)
+            ids[i, width - n :] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            mask[i, width - n :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = mask.to(device)
+        logits, cache = self._forward(ids.to(device), mask, positions.to(device), None)  # the one prefill
+        cache_len, step = width, 0
+        fed_now = rows
+        while True:
+            tokens = self.select_next(logits, rows)
+            for row, token in zip(rows, tokens, strict=True):
+                if row.done is None and row in fed_now:  # parked rows have no fresh logits
+                    self._advance(row, token, mask)
+                    if row.spliced and row.parked is None and len(row.pending) > 1:
+                        row.parked = step
+            active = [r for r in rows if r.done is None]
+            if not active:
+                break
+            if len(rows) == 1 and rows[0].dead_from is not None and _croppable(cache):
+                # Alone in its batch, the row's masked payoff is the tail of the cache: crop it (DynamicCache.crop)
+                # so that later steps attend over no dead slots and the mask stays hole-free.
+                cache.crop(rows[0].dead_from - cache_len)  # negative: the number of tokens to remove
+                mask, cache_len = mask[:, : rows[0].dead_from], rows[0].dead_from
+            for row in rows:
+                row.dead_from = None
+            fed_now = self._feeding(active, step)
+            k = max(len(r.pending) for r in fed_now)
+            step_ids = torch.full((len(rows), k), self.pad_id, dtype=torch.long)
+            step_mask = torch.zeros((len(rows), k), dtype=torch.long)
+            step_pos = torch.zeros((len(rows), k), dtype=torch.long)
+            for i, row in enumerate(rows):
+                if row not in fed_now:
+                    step_pos[i, :] = row.next_pos
+                    continue
+                n, offset = len(row.pending), k - len(row.pending)
+                step_ids[i, offset:] = torch.tensor(row.pending, dtype=torch.long)
+                step_mask[i, offset:] = 1
+                step_pos[i, :offset] = row.next_pos  # pads: any position, they are masked
+                step_pos[i, offset:] = torch.arange(row.next_pos, row.next_pos + n)
+                row.cols.extend(range(cache_len + offset, cache_len + k))
+                row.next_pos += n
+                row.fed += n
+                row.pending, row.parked = [], None
+            mask = torch.cat([mask, step_mask.to(device)], dim=1)
+            logits, cache = self._forward(step_ids.to(device), mask, step_pos.to(device), cache)
+            cache_len += k
+            step += 1
+        return [self._output(r) for r in rows]
+
+    def _feeding(self, active: list[_Row], step: int) -> list[_Row]:
+        """The rows fed this step. A row that just spliced waits (up to `splice_wait` steps) for the other rows that
+        may still close a payoff, so that one multi-token step feeds all their replacements: every multi-token step
+        costs batch x replacement positions, since the other rows ride along as masked pads."""
+        parked = [r for r in active if r.parked is not None]
+        if not parked:
+            return active
+        watching = any(r.watch for r in active)
+        if not watching or len(parked) == len(active) or step - min(r.parked for r in parked) >= self.splice_wait:
+            return active
+        return [r for r in active if r.parked is None]
+
+    def _advance(self, row: _Row, token: int, mask: Any) -> None:
+        """Append the chosen token; handle EOS, a closed payoff (maybe splicing), the budget and cancellation."""
+        row.gen.append(token)
+        if row.heal:
+            spelled = self.tokenizer.decode([token])
+            row.heal = row.heal[len(spelled) :] if row.heal.startswith(spelled) else ""
+        if token in self.eos_ids:
+            row.done = "stop"
+        else:
+            row.pending = [token]
+            if row.watch and PAYOFF_CLOSE in self.tokenizer.decode(row.gen[-self._close_window :]):
+                self._settle(row, mask)
+            if len(row.gen) >= row.req.max_new_tokens:
+                row.done = "length"
+            elif row.req.should_stop is not None and row.req.should_stop():
+                row.done = "cancelled"
+        if row.req.on_update is not None:
+            row.req.on_update(list(row.gen), not row.watch)
+        if row.done is not None and row.req.on_finish is not None:
+            row.req.on_finish(self._output(row))  # a short answer need not wait for the rest of its batch
+
+    def _settle(self, row: _Row, mask: Any) -> None:
+        """The row just closed its first payoff block: parse, transform, re-solve and, if it changed, splice."""
+        row.watch = False
+        decode = self.tokenizer.decode
+        text = decode(row.gen, skip_special_tokens=False)
+        close = text.find(PAYOFF_CLOSE)
+        start = text.find(PAYOFF_OPEN)
+        if start < 0 or start > close:
+            row.error = "no <payoff> before </payoff>"
+            return
+        content_start = start + len(PAYOFF_OPEN)
+        content = text[content_start:close]
+        try:
+            data = parse_payoff_tolerant(content)
+            matrix = PayoffMatrix.from_dict({c: {k: float(v) for k, v in data[c].items()} for c in CELLS})
+        except (PayoffParseError, ValueError, TypeError, OverflowError) as e:
+            row.error = f"payoff: {e}"
+            return
+        assert row.req.transform is not None
+        edited = row.req.transform(matrix)
+        row.original, row.edited = matrix, edited
+        row.original_cell, row.edited_cell = self._optimum(matrix), self._optimum(edited)
+        if edited == matrix:
+            return
+        # Keep the longest token prefix whose text ends at or before the payoff content; re-feed the rest as text.
+        keep = len(row.gen) - 1
+        while keep > 0:
+            kept = decode(row.gen[:keep], skip_special_tokens=False)
+            if len(kept) <= content_start and text.startswith(kept):
+                break
+            keep -= 1
+        kept_len = len(decode(row.gen[:keep], skip_special_tokens=False)) if keep else 0
+        lead = content[: len(content) - len(content.lstrip())]
+        trail = content[len(content.rstrip()) :]
+        replacement = text[kept_len:content_start] + lead + render_payoff(edited) + trail + PAYOFF_CLOSE
+        # Token healing: the closing run ("}}</payoff>") is not fed as text; the model spells it itself, constrained
+        # to it, so that the tokens across the splice's end are ones it would choose (a standalone tokenization of
+        # "...}}</payoff>" ends in tokens the model never saw before "<analyze>", and an SFT model may stop there).
+        heal_from = _closing_run_start(replacement, len(replacement) - len(PAYOFF_CLOSE))
+        new_ids = list(self.tokenizer(replacement[:heal_from], add_special_tokens=False)["input_ids"])
+        dead = row.cols[keep:]
+        if dead:
+            mask[row.index, dead] = 0  # the model's own payoff tokens stay in the cache but are never attended
+            row.dead_from = dead[0]
+        row.cols = row.cols[:keep]
+        row.gen = row.gen[:keep] + new_ids
+        row.pending = new_ids
+        row.next_pos = len(row.prompt_ids) + keep
+        row.heal = replacement[heal_from:]
+        row.spliced = True
+
+    def _optimum(self, matrix: PayoffMatrix) -> str | None:
+        try:
+            return optimal_cell(matrix, self.rule)
+        except ValueError:  # e.g. cobb_douglas on negative payoffs: no optimum under that rule
+            return None
+
+    def _output(self, row: _Row) -> SteerOutput:
+        return SteerOutput(
+            text=self.tokenizer.decode(row.gen, skip_special_tokens=True),
+            prompt_tokens=len(row.prompt_ids),
+            completion_tokens=len(row.gen),
+            finish_reason=row.done or "length",  # type: ignore[arg-type]
+            original=row.original,
+            edited=row.edited,
+            original_cell=row.original_cell,
+            edited_cell=row.edited_cell,
+            spliced=row.spliced,
+            steer_error=row.error if row.req.transform is not None else None,
+            fed_tokens=row.fed,
+        )
