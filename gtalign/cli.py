@@ -139,8 +139,7 @@ def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
 
 def _run_stage(name: str, root: Path, params: Path | None):
     """Run a library stage, turning its expected failures into one clear message and exit code 1."""
-    from gtalign import stages
-    from gtalign.data import DataPullError, DataValidationError, RawDataMissingError
+    from gtalign.data import DataPullError, DataValidationError, RawDataMissingError, stages
 
     fn = {
         "curate": stages.curate_stage,

@@ -6,7 +6,7 @@ Dagster configs, DVC stages and the CLI all start from here, so a value changed 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,12 @@ def reward_config(params: dict[str, Any], **overrides: Any) -> RewardConfig:
         return RewardConfig(**values)
     except ValueError as e:
         raise ParamsError(f"params.yaml: reward: {e}") from None
+
+
+def pipeline_variants(params: Mapping[str, Any]) -> list[str]:
+    """The RL variants the pipeline trains and evaluates (`pipeline.variants`; the `paper` preset adds baselines)."""
+    variants = section(dict(params), "pipeline").get("variants") or ["cobb_douglas"]
+    return [str(v) for v in variants]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -724,12 +724,13 @@ def steering_eval_stage(
     """
     from gtalign.config import reward_config, section
     from gtalign.data import load_curated
+    from gtalign.data.prompts import extra_info_of, prompt_messages
+    from gtalign.layout import Layout
     from gtalign.modeling import load_model
     from gtalign.reward import RewardInput, score_batch
     from gtalign.reward.consistency import matrix_consistency
     from gtalign.reward.judges import make_judge
     from gtalign.serve import resolve_model
-    from gtalign.stages import Layout, extra_info_of, prompt_messages
 
     root = Path(root)
     params = dict(params)

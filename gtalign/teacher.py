@@ -22,7 +22,8 @@ highest social welfare. `best_of_n` does that for any served model (vLLM, SGLang
 6. A teacher that is down stops the run loudly: after each chunk, when the share of failed candidate requests so far
    exceeds `max_failure_rate`, `TeacherFailureRateExceeded` is raised carrying the partial result.
 
-Use it from the pipeline with `demonstrations.teacher: openai` (params.yaml, `gtalign.stages.demonstrations_stage`).
+Use it from the pipeline with `demonstrations.teacher: openai` (params.yaml,
+`gtalign.data.stages.demonstrations_stage`).
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import pytest
 from fake_openai import FakeOpenAIServer, Reply, error
 
 import gtalign.teacher as teacher_mod
+from gtalign.data.stages import demonstrations_stage
 from gtalign.game import CELLS, PayoffMatrix
 from gtalign.protocol import check_strict, render_completion
 from gtalign.reward import RewardConfig, RewardInput, score_batch
 from gtalign.reward.judges import make_judge
-from gtalign.stages import demonstrations_stage
 from gtalign.teacher import (
     DROP_NO_REPLY,
     DROP_NO_STRICT,

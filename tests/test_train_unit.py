@@ -17,7 +17,7 @@ from gtalign.train.common import (
     curve_markdown,
     last_checkpoint,
     prepare_checkpoints,
-    score_generations,
+    score_heldout,
     write_curve,
 )
 from gtalign.train.reward_fn import WelfareReward, batch_metrics, completion_text
@@ -195,9 +195,9 @@ def test_batch_metrics_without_scored_rows_keeps_counts_only():
     assert m["welfare/judge_failures/wildguard"] == 1.0 and "welfare/score/wildguard" not in m
 
 
-def test_score_generations_strict_validity_and_welfare():
+def test_score_heldout_strict_validity_and_welfare():
     rows = [HeldOutRow(f"u{i}", s, [], g, {}) for i, (_, s, g) in enumerate(ROWS)]
-    ev = score_generations(rows, [c for c, _, _ in ROWS], StubJudge(), RewardConfig())
+    ev = score_heldout(rows, [c for c, _, _ in ROWS], StubJudge(), RewardConfig())
     assert ev.n == 5 and ev.strict_valid == pytest.approx(4 / 5)
     assert ev.judge_failures == 1 and ev.format_errors == 1
     scored = [

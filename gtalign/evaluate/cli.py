@@ -2,7 +2,7 @@
 
 Mount with `app.add_typer(eval_app, name="eval")` in gtalign/cli.py. Examples::
 
-    gtalign eval run --model sft=artifacts/models/sft --model gtalign=artifacts/models/rl_cobb_douglas \\
+    gtalign eval run --model sft=artifacts/models/sft --model gtalign=artifacts/models/rl-cobb_douglas \\
         --run-id gtalign=<mlflow run id>
     gtalign eval report                  # every model under artifacts/evaluation/, no model loaded
 """
@@ -135,7 +135,7 @@ def eval_pipeline(
 
     `--preset configs/presets/paper.yaml` or `--set 'pipeline.variants=[cobb_douglas,user]'` picks the variants."""
     from gtalign.evaluate.generate import GenerationMismatchError
-    from gtalign.stages import evaluation_stage
+    from gtalign.evaluate.stages import evaluation_stage
 
     try:
         result = evaluation_stage(root.resolve(), _params(root, params, {}, preset, set_))

@@ -19,6 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gtalign.config import load_params_with
+from gtalign.train.common import is_main_process
+from gtalign.train.sft import SFTParams
+from gtalign.train.stages import base_model_stage, rl_params, rl_stage, sft_stage
+
 # Check names, shared with the Dagster asset definitions (which declare them as check specs).
 SFT_CHECKS = ("sft_loss_finite", "sft_format_validity")
 RL_CHECKS = ("rl_loss_finite", "rl_reward_not_collapsed", "rl_judge_failure_rate")
@@ -68,8 +73,6 @@ def _by_source_md(metrics: dict[str, float], prefix: str) -> str:
 
 def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an SFTResult."""
-    from gtalign.train.sft import SFTParams
-
     cfg = SFTParams(**(params.get("sft") or {}))
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
@@ -102,8 +105,6 @@ def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], lis
 
 def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an RLResult."""
-    from gtalign.train.stages import rl_params
-
     cfg = rl_params(params, result.variant)
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
@@ -145,9 +146,6 @@ def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list
 
 def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the stage; return what rank 0 reports (metadata, checks)."""
-    from gtalign.config import load_params_with
-    from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
-
     root = Path(args.root).resolve()
     if args.params_json:
         params = json.loads(Path(args.params_json).read_text(encoding="utf-8"))
@@ -170,8 +168,6 @@ def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gtalign.train.common import is_main_process
-
     args = _parser().parse_args(argv)
     try:
         from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes

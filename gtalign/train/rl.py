@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from gtalign.modeling import load_model
 from gtalign.reward.config import AGGREGATIONS
 from gtalign.reward.normalize import METHODS
 from gtalign.train.common import EvalParams, StrictModel, enable_kv_cache, trl_config
@@ -33,7 +34,7 @@ class RLParams(StrictModel):
     """params.yaml `rl:`. Defaults are the tiny CPU preset: short completions, small groups, few steps."""
 
     variant: str = Field(
-        "cobb_douglas", description="reward aggregation: cobb_douglas (GTAlign) | user | llm | linear"
+        "cobb_douglas", description="reward aggregation: cobb_douglas (GTAlign) | user | llm | linear | ces"
     )
     init: str = Field("sft", description="'sft', 'base', or a model folder / hub name")
     judge: str = Field("rule", description="rule (offline, CPU) | openai (a served judge) | column")
@@ -183,8 +184,6 @@ def train_rl(
 ) -> RLOutcome:
     """GRPO from `model_path` with `reward` (a `WelfareReward`); saves the final model + tokenizer to `out_dir`."""
     from trl import GRPOTrainer
-
-    from gtalign.modeling import load_model
 
     model, tokenizer = load_model(model_path, dtype=cfg.dtype, lora=cfg.lora)
     dataset, dropped = rl_dataset(rl_rows(demonstrations), tokenizer, cfg.max_prompt_tokens)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
+from gtalign.modeling import load_model
 from gtalign.train.common import EvalParams, StrictModel, enable_kv_cache, last_checkpoint, trl_config
 
 
@@ -101,8 +102,6 @@ def train_sft(
 ) -> SFTOutcome:
     """Train from `model_path` and save the final model + tokenizer to `out_dir` (checkpoints under `checkpoints`)."""
     from trl import SFTConfig, SFTTrainer
-
-    from gtalign.modeling import load_model
 
     model, tokenizer = load_model(model_path, dtype=cfg.dtype, lora=cfg.lora)
     dataset, dropped = sft_dataset(load_demonstrations(demonstrations), tokenizer, cfg.max_length)

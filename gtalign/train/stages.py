@@ -1,7 +1,7 @@
 """Training stages as library functions: `base_model_stage`, `sft_stage`, `rl_stage`.
 
 The CLI (`gtalign train ...`), `dvc repro` and the Dagster assets (through `gtalign.train.pipes_entry`) call these
-and nothing else, with params.yaml as the only source of hyperparameters (conventions of `gtalign.stages`):
+and nothing else, with params.yaml as the only source of hyperparameters; paths are `gtalign.layout`'s:
 
 * outputs: `artifacts/models/{base,sft,rl-<variant>}` (a standard Hugging Face folder, plus
   `heldout_eval.json` / `heldout_generations.jsonl` for the trained ones);
@@ -17,7 +17,6 @@ evaluation loads the saved model, so it also works after sharded training).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -28,12 +27,23 @@ from typing import Any
 
 from pydantic import Field
 
+from gtalign import tracking
 from gtalign.config import reward_config, section
-from gtalign.modeling import HELDOUT_GENERATIONS_FILE, TinyModelConfig, model_identity
+from gtalign.layout import HELDOUT_GENERATIONS_FILE, Layout, rl_model_name, write_metrics
+from gtalign.modeling import (
+    TinyModelConfig,
+    base_corpus,
+    build_base_model,
+    count_parameters,
+    load_model,
+    model_identity,
+    resolve_model_path,
+    write_pretrained_pointer,
+)
+from gtalign.reward.judges import make_judge
 from gtalign.train.common import (
     EvalParams,
     PolicyEval,
-    TrainLayout,
     curve_markdown,
     evaluate_folder,
     evaluate_policy,
@@ -45,6 +55,9 @@ from gtalign.train.common import (
     world_size,
     write_curve,
 )
+from gtalign.train.reward_fn import WelfareReward
+from gtalign.train.rl import RL_ALGORITHM_TAG, RLParams, train_rl
+from gtalign.train.sft import SFTParams, load_demonstrations, train_sft
 
 SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
 RL_CURVE_KEYS = (
@@ -57,12 +70,6 @@ RL_CURVE_KEYS = (
     "loss",
     "entropy",
 )
-
-
-def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _file_md5(path: Path) -> str:
@@ -107,9 +114,7 @@ def base_model_stage(
     root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
 ) -> BaseModelResult:
     """Build the tiny model (tokenizer trained on the curated corpus + demonstrations) or point at a pretrained one."""
-    from gtalign.modeling import base_corpus, build_base_model, write_pretrained_pointer
-
-    layout = TrainLayout(root)
+    layout = Layout(root)
     cfg = BaseModelParams(**section(dict(params), "base_model"))
     out = layout.model("base")
     start = time.perf_counter()
@@ -123,17 +128,15 @@ def base_model_stage(
         write_pretrained_pointer(out, cfg.pretrained)
         metrics: dict[str, float] = {"seconds": time.perf_counter() - start}
     else:
-        corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations, cfg.corpus_splits)
+        corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations_file, cfg.corpus_splits)
         if not corpus:
             raise FileNotFoundError("no corpus: run `gtalign data curate` and `gtalign data demonstrations` first")
         tiny = TinyModelConfig(**cfg.model_dump(include=set(TinyModelConfig.model_fields)))
         build_base_model(out, corpus, tiny)
         metrics = _tiny_metrics(out, len(corpus), time.perf_counter() - start)
-    _write_metrics(layout.metrics("base"), metrics)
+    write_metrics(layout.metrics("base"), metrics)
     run_id = None
     if track:
-        from gtalign import tracking
-
         with tracking.run(root, "base_model", params={"base_model": cfg.model_dump()}, tracking_uri=tracking_uri) as r:
             _log_mlflow(metrics, [(out, "model")], {"base_model": cfg.model_dump()})
             run_id = r.info.run_id
@@ -141,8 +144,6 @@ def base_model_stage(
 
 
 def _tiny_metrics(out: Path, corpus_texts: int, seconds: float) -> dict[str, float]:
-    from gtalign.modeling import count_parameters, load_model
-
     model, tokenizer = load_model(out, dtype="float32")
     return {
         "parameters": float(count_parameters(model)),
@@ -152,9 +153,7 @@ def _tiny_metrics(out: Path, corpus_texts: int, seconds: float) -> dict[str, flo
     }
 
 
-def _resolve_init(layout: TrainLayout, init: str) -> str:
-    from gtalign.modeling import resolve_model_path
-
+def _resolve_init(layout: Layout, init: str) -> str:
     named = {"base": layout.model("base"), "sft": layout.model("sft")}
     path = named.get(init, init)
     if init in named and not Path(path).exists():
@@ -165,8 +164,6 @@ def _resolve_init(layout: TrainLayout, init: str) -> str:
 def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
     """The judge and reward config held-out evaluations use: params.yaml `reward:` (so every model, whatever
     variant trained it, is measured by the same welfare) and the eval judge."""
-    from gtalign.reward.judges import make_judge
-
     reward = section(dict(params), "reward")
     judge = make_judge(cfg.judge, **dict(section(reward, "judge").get(cfg.judge) or {}))
     rcfg = reward_config(dict(params))
@@ -191,8 +188,6 @@ def _heldout_eval(
     if world_size() == 1:
         model, tokenizer = trainer.model, trainer.processing_class
     else:
-        from gtalign.modeling import load_model
-
         model, tokenizer = load_model(out, dtype="float32")
     result = evaluate_policy(model, tokenizer, rows, cfg, judge, rcfg)
     save_eval(out, result, cache_key=key, rows=rows, cfg=cfg)
@@ -204,10 +199,10 @@ def _heldout_eval(
 
 
 def _finish(
-    layout: TrainLayout, name: str, curve_kind: str, metrics: Mapping[str, float], run: Any, logged: Mapping
+    layout: Layout, name: str, curve_kind: str, metrics: Mapping[str, float], run: Any, logged: Mapping
 ) -> None:
     """metrics JSON for `dvc metrics`; into the MLflow run: metrics, config, curve, final model, generations."""
-    _write_metrics(layout.metrics(name), metrics)
+    write_metrics(layout.metrics(name), metrics)
     if run is not None:
         out = layout.model(name)
         _log_mlflow(
@@ -245,18 +240,16 @@ def sft_stage(
     callbacks: Sequence[Any] = (),
 ) -> SFTResult:
     """SFT on the demonstrations from the base model; evaluates strict validity and welfare before and after."""
-    from gtalign.train.sft import SFTParams, train_sft
-
-    layout = TrainLayout(root)
+    layout = Layout(root)
     cfg = SFTParams(**section(dict(params), "sft"))
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model("sft"), layout.checkpoints("sft")
-    if not layout.demonstrations.is_file():
-        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
+    if not layout.demonstrations_file.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
     identity = {
         "sft": cfg.model_dump(exclude={"resume", "eval", "min_strict_valid", "logging_steps"}),
         "init": [init, model_identity(init)],
-        "data": _file_md5(layout.demonstrations),
+        "data": _file_md5(layout.demonstrations_file),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
     tags = {
@@ -279,7 +272,7 @@ def sft_stage(
     ) as run:
         outcome = train_sft(
             init,
-            layout.demonstrations,
+            layout.demonstrations_file,
             out,
             ckpts,
             cfg,
@@ -342,8 +335,6 @@ class RLResult:
 
 
 def rl_params(params: Mapping[str, Any], variant: str | None = None) -> Any:
-    from gtalign.train.rl import RLParams
-
     values = dict(section(dict(params), "rl"))
     if variant:
         values["variant"] = variant
@@ -352,9 +343,6 @@ def rl_params(params: Mapping[str, Any], variant: str | None = None) -> Any:
 
 def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) -> Any:
     """The RL reward adapter for `cfg` (RLParams): the variant's aggregation over params.yaml `reward:`."""
-    from gtalign.reward.judges import make_judge
-    from gtalign.train.reward_fn import WelfareReward
-
     reward = section(dict(params), "reward")
     options = {**dict(section(reward, "judge").get(cfg.judge) or {}), **cfg.judge_options}
     return WelfareReward(
@@ -378,22 +366,19 @@ def rl_stage(
     record_rewards: bool = False,
 ) -> RLResult:
     """GRPO with the welfare reward of `variant` (default params.yaml `rl.variant`) from the SFT (or base) model."""
-    from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
-    from gtalign.train.sft import load_demonstrations
-
-    layout = TrainLayout(root)
+    layout = Layout(root)
     cfg = rl_params(params, variant)
-    name = f"rl-{cfg.variant}"
+    name = rl_model_name(cfg.variant)
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model(name), layout.checkpoints(name)
-    if not layout.demonstrations.is_file():
-        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
+    if not layout.demonstrations_file.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
     reward = make_reward(params, cfg, record=record_rewards)
     identity = {
         "rl": cfg.model_dump(exclude={"resume", "eval", "collapse_ratio", "logging_steps"}),
         "reward": reward.cfg.model_dump(),
         "init": [init, model_identity(init)],
-        "data": _file_md5(layout.demonstrations),
+        "data": _file_md5(layout.demonstrations_file),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
     tags = {
@@ -419,7 +404,7 @@ def rl_stage(
     ) as run:
         outcome = train_rl(
             init,
-            load_demonstrations(layout.demonstrations),
+            load_demonstrations(layout.demonstrations_file),
             out,
             ckpts,
             cfg,

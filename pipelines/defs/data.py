@@ -1,13 +1,12 @@
 """Data assets: raw_data (DVC) -> curated_data (+ blocking expectations check) -> sft_demonstrations, teacher_eval.
 
-Each asset calls one `gtalign.stages` function and turns its result into metadata.
+Each asset calls one `gtalign.data.stages` function and turns its result into metadata.
 """
 
 import dagster as dg
 import pandas as pd
 
-from gtalign import stages
-from gtalign.data import pull_data
+from gtalign.data import pull_data, stages
 from gtalign.tracking import data_version
 from pipelines.defs.resources import MlflowResource, ProjectResource
 

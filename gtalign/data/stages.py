@@ -1,8 +1,8 @@
-"""The pipeline's stages as library functions: the CLI, `dvc repro` and the Dagster assets all call these.
+"""The data stages as library functions: curate (+ validate), SFT demonstrations, the rule teacher on the test sets.
 
-Each stage reads params (a dict, normally params.yaml), writes its outputs under `artifacts/`, writes its metrics to
-`artifacts/metrics/<stage>.json` (what `dvc metrics show` reads), logs an MLflow run, and returns a small result
-object that the Dagster assets turn into metadata. No driver adds logic of its own.
+The CLI (`gtalign data ...`), `dvc repro` and the Dagster assets all call these. Each stage reads its params sections,
+writes its outputs under `artifacts/` (`gtalign.layout`), its metrics to `artifacts/metrics/<stage>.json`, logs an
+MLflow run, and returns a small result object that the Dagster assets turn into metadata.
 """
 
 from __future__ import annotations
@@ -10,69 +10,27 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
-from gtalign.config import reward_config, section
+from gtalign.config import ParamsError, reward_config, section
+from gtalign.data.curate import CurateConfig, CurationReport, curate, load_curated, write_curated
+from gtalign.data.prompts import extra_info_of, prompt_messages
+from gtalign.data.raw import check_raw_data, load_raw
+from gtalign.data.validate import ValidationReport
+from gtalign.data.validate import validate as run_expectations
+from gtalign.demonstrations import DemoRow, demonstrate
 from gtalign.game import WelfareRule
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each stage writes, relative to the repo root (dvc.yaml names the same paths)."""
-
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
-    def curated(self) -> Path:
-        return self.artifacts / "curated"
-
-    @property
-    def demonstrations(self) -> Path:
-        return self.artifacts / "demonstrations"
-
-    @property
-    def teacher_eval(self) -> Path:
-        return self.artifacts / "teacher_eval"
-
-    def metrics(self, stage: str) -> Path:
-        return self.artifacts / "metrics" / f"{stage}.json"
-
-
-def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _log(
-    root: Path,
-    stage: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    artifacts: Iterable[Path],
-    tracking_uri: str | None,
-) -> str:
-    import mlflow
-
-    from gtalign import tracking
-
-    with tracking.run(root, stage, params=params, tracking_uri=tracking_uri) as active:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-        return active.info.run_id
+from gtalign.layout import Layout, write_metrics
+from gtalign.reward import RewardInput, RewardResult, score_batch
+from gtalign.reward.judges import make_judge
+from gtalign.teacher import OpenAITeacherConfig, TeacherPrompt, best_of_n
+from gtalign.tracking import log_stage
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,17 +39,15 @@ def _log(
 @dataclass
 class CurateResult:
     table: pd.DataFrame
-    report: Any  # gtalign.data.CurationReport
-    validation: Any  # gtalign.data.ValidationReport
+    report: CurationReport
+    validation: ValidationReport | None
     paths: dict[str, Path]
     metrics: dict[str, float]
     run_id: str | None = None
 
 
-def _validate_table(layout: Layout, table: pd.DataFrame, cfg: Any) -> Any:
-    from gtalign.data import validate
-
-    report = validate(table, max_turn_chars=cfg.max_turn_chars)
+def _validate_table(layout: Layout, table: pd.DataFrame, cfg: CurateConfig) -> ValidationReport:
+    report = run_expectations(table, max_turn_chars=cfg.max_turn_chars)
     layout.curated.mkdir(parents=True, exist_ok=True)
     (layout.curated / "validation.md").write_text(report.to_markdown(), encoding="utf-8")
     return report
@@ -109,8 +65,6 @@ def curate_stage(
 
     `validate=False` leaves validation to the caller (Dagster runs it as a blocking asset check: `validate_stage`).
     """
-    from gtalign.data import CurateConfig, check_raw_data, curate, load_raw, write_curated
-
     layout = Layout(root)
     cfg = CurateConfig(**section(dict(params), "curate"))
     check_raw_data(layout.data)
@@ -129,17 +83,15 @@ def curate_stage(
     if validation is not None:
         metrics["expectations"] = validation.n_expectations
         paths["validation_md"] = layout.curated / "validation.md"
-    _write_metrics(layout.metrics("curate"), metrics)
+    write_metrics(layout.metrics("curate"), metrics)
     logged = [p for k, p in paths.items() if k != "data"]
     cfg_dict = {"curate": cfg.model_dump(mode="json")}
-    run_id = _log(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
+    run_id = log_stage(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
     return CurateResult(table, report, validation, paths, metrics, run_id)
 
 
-def validate_stage(root: Path, params: Mapping[str, Any]) -> Any:
+def validate_stage(root: Path, params: Mapping[str, Any]) -> ValidationReport:
     """Validate the curated table on disk; returns the ValidationReport (the caller decides what failure does)."""
-    from gtalign.data import CurateConfig, load_curated
-
     layout = Layout(root)
     cfg = CurateConfig(**section(dict(params), "curate"))
     return _validate_table(layout, load_curated(layout.curated), cfg)
@@ -148,34 +100,12 @@ def validate_stage(root: Path, params: Mapping[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 # demonstrations: curated train rows -> four-block SFT examples (rule teacher)
 # ---------------------------------------------------------------------------------------------------------------
-def demo_row(row: Mapping[str, Any]):
-    from gtalign.demonstrations import DemoRow
-
+def demo_row(row: Mapping[str, Any]) -> DemoRow:
     def text(key: str) -> str:
         value = row.get(key)
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
     return DemoRow(text("source"), text("label"), text("question"), text("ground_truth"), text("answer") or None)
-
-
-def prompt_messages(row: Mapping[str, Any], style: str) -> list[dict[str, str]]:
-    """The published prompt (verbatim) for `full`, the compact rendering for tiny models."""
-    from gtalign.data import messages_of
-    from gtalign.protocol import render_messages
-
-    if style == "full":
-        return messages_of(row["messages"])
-    return render_messages(str(row["question"]), style="compact")
-
-
-def extra_info_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    raw = row.get("extra_info")
-    if isinstance(raw, str) and raw:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {}
-    return dict(raw) if isinstance(raw, Mapping) else {}
 
 
 @dataclass
@@ -198,7 +128,7 @@ class WelfareSummary:
         return head + body + (f"\nErrors:{errs}\n" if errs else "")
 
 
-def summarize(sources: list[str], results: list[Any]) -> WelfareSummary:
+def summarize(sources: list[str], results: list[RewardResult]) -> WelfareSummary:
     by: dict[str, list[Any]] = defaultdict(list)
     errors: Counter[str] = Counter()
     for source, r in zip(sources, results, strict=True):
@@ -221,9 +151,6 @@ def summarize(sources: list[str], results: list[Any]) -> WelfareSummary:
 
 
 def _score_teacher(frame: pd.DataFrame, completions: list[str], params: Mapping[str, Any]) -> WelfareSummary:
-    from gtalign.reward import RewardInput, score_batch
-    from gtalign.reward.judges import make_judge
-
     reward = section(dict(params), "reward")
     judge_kind = str(section(dict(params), "demonstrations").get("judge", "rule"))
     judge = make_judge(judge_kind, **dict(section(reward, "judge").get(judge_kind) or {}))
@@ -250,12 +177,6 @@ def _openai_teacher_texts(
     """Best-of-N demonstrations from a served model (`gtalign.teacher`), scored with the judge named in
     `demonstrations.judge` (options from `reward.judge.<kind>`): (text per row or None, teacher label, metrics,
     markdown stats). A relative `cache_path` is resolved against `root`, so every driver shares one cache."""
-    from pydantic import ValidationError
-
-    from gtalign.config import ParamsError
-    from gtalign.reward.judges import make_judge
-    from gtalign.teacher import OpenAITeacherConfig, TeacherPrompt, best_of_n
-
     cfg = section(dict(params), "demonstrations")
     try:
         teacher_cfg = OpenAITeacherConfig(**dict(cfg.get("openai") or {}))
@@ -304,9 +225,6 @@ def demonstrations_stage(
     among strictly valid answers of a served model, `demonstrations.openai`; a row without a valid candidate is
     dropped and counted in the metrics). Each JSONL row names its `teacher`.
     """
-    from gtalign.config import ParamsError
-    from gtalign.data import load_curated
-
     layout = Layout(root)
     cfg = section(dict(params), "demonstrations")
     style = str(section(dict(params), "curate").get("prompt_style", "full"))
@@ -317,8 +235,6 @@ def demonstrations_stage(
     teacher_metrics: dict[str, float] = {}
     teacher_md = ""
     if teacher == "rule":
-        from gtalign.demonstrations import demonstrate
-
         seed, max_words = int(cfg.get("seed", 0)), int(cfg.get("max_response_words", 120))
         rule = WelfareRule(kind=str(cfg.get("analyze_rule", "sum")))
         all_texts: list[str | None] = [
@@ -333,7 +249,7 @@ def demonstrations_stage(
     texts = [t for t in all_texts if t is not None]
     kept_rows = train.iloc[keep].reset_index(drop=True)
     layout.demonstrations.mkdir(parents=True, exist_ok=True)
-    path = layout.demonstrations / "demonstrations.jsonl"
+    path = layout.demonstrations_file
     with path.open("w", encoding="utf-8") as f:
         for r, text in zip(kept_rows.to_dict("records"), texts, strict=True):
             f.write(
@@ -361,9 +277,9 @@ def demonstrations_stage(
         **{f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()},
         **teacher_metrics,
     }
-    _write_metrics(layout.metrics("demonstrations"), metrics)
+    write_metrics(layout.metrics("demonstrations"), metrics)
     run_id = (
-        _log(
+        log_stage(
             root,
             "demonstrations",
             {"demonstrations": cfg, "prompt_style": style},
@@ -391,9 +307,6 @@ class TeacherEvalResult:
 def teacher_eval_stage(
     root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
 ) -> TeacherEvalResult:
-    from gtalign.data import load_curated
-    from gtalign.demonstrations import demonstrate
-
     layout = Layout(root)
     cfg = section(dict(params), "teacher_eval")
     per_source, seed = int(cfg.get("per_source", 20)), int(cfg.get("seed", 0))
@@ -406,48 +319,6 @@ def teacher_eval_stage(
     path = layout.teacher_eval / "summary.md"
     path.write_text(summary.to_markdown("Rule teacher on the test sets (rule judges)"), encoding="utf-8")
     metrics = {f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()}
-    _write_metrics(layout.metrics("teacher_eval"), metrics)
-    run_id = _log(root, "teacher_eval", {"teacher_eval": cfg}, metrics, [path], tracking_uri) if track else None
+    write_metrics(layout.metrics("teacher_eval"), metrics)
+    run_id = log_stage(root, "teacher_eval", {"teacher_eval": cfg}, metrics, [path], tracking_uri) if track else None
     return TeacherEvalResult(summary, metrics, path, run_id)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# evaluation of the pipeline's own models: base, SFT and each RL variant, on the same prompts
-# ---------------------------------------------------------------------------------------------------------------
-def pipeline_variants(params: Mapping[str, Any]) -> list[str]:
-    """The RL variants the pipeline trains and evaluates (`pipeline.variants`; the `paper` preset adds baselines)."""
-    variants = section(dict(params), "pipeline").get("variants") or ["cobb_douglas"]
-    return [str(v) for v in variants]
-
-
-def pipeline_models(root: Path, variants: Iterable[str]) -> tuple[dict[str, Path], dict[str, str]]:
-    """Display name -> model folder, and -> the MLflow run that trained it (when the training left its id).
-
-    Names are what the report and `artifacts/metrics/evaluation.json` use: `base`, `sft`, then the variant names
-    (`cobb_douglas` is GTAlign).
-    """
-    from gtalign.train.common import MLFLOW_RUN_FILE, TrainLayout
-
-    layout = TrainLayout(root)
-    folders = {"base": "base", "sft": "sft", **{v: f"rl-{v}" for v in variants}}
-    models, run_ids = {}, {}
-    for name, folder in folders.items():
-        path = layout.model(folder)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: model {name!r} has not been trained yet (run the training stages)")
-        models[name] = path
-        id_file = layout.checkpoints(folder) / MLFLOW_RUN_FILE
-        if id_file.is_file():
-            run_ids[name] = id_file.read_text().strip()
-    return models, run_ids
-
-
-def evaluation_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
-) -> Any:
-    """Evaluate base, SFT and every RL variant of `pipeline.variants` on the same held-out prompts; write the
-    report. Each model's evaluation is its own MLflow run, linked to the run that trained it."""
-    from gtalign.evaluate.stages import evaluate_stage
-
-    models, run_ids = pipeline_models(root, pipeline_variants(params))
-    return evaluate_stage(root, params, models, training_run_ids=run_ids, tracking_uri=tracking_uri, track=track)
