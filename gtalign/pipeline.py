@@ -8,13 +8,13 @@ stages and the Dagster assets call, run one after the other in this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gtalign import registry
-from gtalign.config import pipeline_variants
+from gtalign.config import Params
 from gtalign.data import pull_data
 from gtalign.data import stages as data
 from gtalign.evaluate.directions import Direction, paper_directions
@@ -34,11 +34,11 @@ class PipelineSummary:
     directions: list[Direction] = field(default_factory=list)
 
 
-def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], None] = print) -> PipelineSummary:
+def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = print) -> PipelineSummary:
     """Run every stage with `params`; stops at the first failing stage (its exception propagates)."""
     root = root.resolve()
     summary = PipelineSummary()
-    variants = pipeline_variants(params)
+    variants = params.pipeline.variants
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("data: dvc pull", lambda: pull_data(root)),
         ("curate + validate", lambda: data.curate_stage(root, params)),
@@ -47,9 +47,9 @@ def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], 
         ("base model", lambda: train.base_model_stage(root, params)),
         ("SFT", lambda: train.sft_stage(root, params)),
         *[(f"RL ({v})", lambda v=v: train.rl_stage(root, params, v)) for v in variants],
-        ("pricing steering", lambda: steering_eval_stage(root, params)),
+        ("pricing steering", lambda: steering_eval_stage(root, params.raw)),
         ("evaluation + report", lambda: evaluation_stage(root, params)),
-        ("register + promote", lambda: registry.release(root, params, tracking_uri=default_tracking_uri(root))[1]),
+        ("register + promote", lambda: registry.release(root, params.raw, tracking_uri=default_tracking_uri(root))[1]),
     ]
     results: dict[str, Any] = {}
     for i, (name, step) in enumerate(steps, 1):

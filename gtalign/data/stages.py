@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
-from gtalign.config import ParamsError, reward_config, section
+from gtalign.config import Params, ParamsError
 from gtalign.data.curate import CurateConfig, CurationReport, curate, load_curated, write_curated
 from gtalign.data.prompts import extra_info_of, prompt_messages
 from gtalign.data.raw import check_raw_data, load_raw
@@ -29,7 +28,7 @@ from gtalign.game import WelfareRule
 from gtalign.layout import Layout, write_metrics
 from gtalign.reward import RewardInput, RewardResult, score_batch
 from gtalign.reward.judges import make_judge
-from gtalign.teacher import OpenAITeacherConfig, TeacherPrompt, best_of_n
+from gtalign.teacher import TeacherPrompt, best_of_n
 from gtalign.tracking import log_stage
 
 
@@ -55,7 +54,7 @@ def _validate_table(layout: Layout, table: pd.DataFrame, cfg: CurateConfig) -> V
 
 def curate_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     *,
     tracking_uri: str | None = None,
     track: bool = True,
@@ -66,7 +65,7 @@ def curate_stage(
     `validate=False` leaves validation to the caller (Dagster runs it as a blocking asset check: `validate_stage`).
     """
     layout = Layout(root)
-    cfg = CurateConfig(**section(dict(params), "curate"))
+    cfg = params.curate
     check_raw_data(layout.data)
     table, report = curate(load_raw(layout.data), cfg)
     validation = None
@@ -90,11 +89,10 @@ def curate_stage(
     return CurateResult(table, report, validation, paths, metrics, run_id)
 
 
-def validate_stage(root: Path, params: Mapping[str, Any]) -> ValidationReport:
+def validate_stage(root: Path, params: Params) -> ValidationReport:
     """Validate the curated table on disk; returns the ValidationReport (the caller decides what failure does)."""
     layout = Layout(root)
-    cfg = CurateConfig(**section(dict(params), "curate"))
-    return _validate_table(layout, load_curated(layout.curated), cfg)
+    return _validate_table(layout, load_curated(layout.curated), params.curate)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -150,15 +148,14 @@ def summarize(sources: list[str], results: list[RewardResult]) -> WelfareSummary
     return summary
 
 
-def _score_teacher(frame: pd.DataFrame, completions: list[str], params: Mapping[str, Any]) -> WelfareSummary:
-    reward = section(dict(params), "reward")
-    judge_kind = str(section(dict(params), "demonstrations").get("judge", "rule"))
-    judge = make_judge(judge_kind, **dict(section(reward, "judge").get(judge_kind) or {}))
+def _score_teacher(frame: pd.DataFrame, completions: list[str], params: Params) -> WelfareSummary:
+    judge_kind = params.demonstrations.judge
+    judge = make_judge(judge_kind, **params.reward.judge.of(judge_kind))
     rows = [
         RewardInput(c, str(r["source"]), str(r["ground_truth"]), extra_info_of(r))
         for c, r in zip(completions, frame.to_dict("records"), strict=True)
     ]
-    results = score_batch(rows, judge, reward_config(dict(params)))
+    results = score_batch(rows, judge, params.reward.config())
     return summarize(frame["source"].astype(str).tolist(), results)
 
 
@@ -172,20 +169,18 @@ class DemonstrationsResult:
 
 
 def _openai_teacher_texts(
-    root: Path, records: list[dict[str, Any]], style: str, params: Mapping[str, Any]
+    root: Path, records: list[dict[str, Any]], style: str, params: Params
 ) -> tuple[list[str | None], str, dict[str, float], str]:
     """Best-of-N demonstrations from a served model (`gtalign.teacher`), scored with the judge named in
     `demonstrations.judge` (options from `reward.judge.<kind>`): (text per row or None, teacher label, metrics,
     markdown stats). A relative `cache_path` is resolved against `root`, so every driver shares one cache."""
-    cfg = section(dict(params), "demonstrations")
-    try:
-        teacher_cfg = OpenAITeacherConfig(**dict(cfg.get("openai") or {}))
-    except ValidationError as e:
-        raise ParamsError(f"params.yaml: demonstrations.openai: {e}") from None
+    teacher_cfg = params.demonstrations.openai
+    if teacher_cfg is None:
+        raise ParamsError("params.yaml: demonstrations.openai: the openai teacher needs an endpoint (base_url, model)")
     if teacher_cfg.cache_path is not None and not teacher_cfg.cache_path.is_absolute():
         teacher_cfg = teacher_cfg.model_copy(update={"cache_path": root / teacher_cfg.cache_path})
-    judge_kind = str(cfg.get("judge", "rule"))
-    judge_options = dict(section(section(dict(params), "reward"), "judge").get(judge_kind) or {})
+    judge_kind = params.demonstrations.judge
+    judge_options = params.reward.judge.of(judge_kind)
     judge = make_judge(judge_kind, **judge_options)
     prompts = [
         TeacherPrompt(
@@ -197,7 +192,7 @@ def _openai_teacher_texts(
         prompts,
         teacher_cfg,
         judge,
-        reward_config(dict(params)),
+        params.reward.config(),
         judge_config={"kind": judge_kind, **judge_options},
     )
     st = result.stats
@@ -217,7 +212,7 @@ def _openai_teacher_texts(
 
 
 def demonstrations_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> DemonstrationsResult:
     """Demonstrations for every curated train row by the configured teacher, scored by the welfare reward.
 
@@ -226,25 +221,23 @@ def demonstrations_stage(
     dropped and counted in the metrics). Each JSONL row names its `teacher`.
     """
     layout = Layout(root)
-    cfg = section(dict(params), "demonstrations")
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
-    teacher = str(cfg.get("teacher", "rule"))
+    cfg = params.demonstrations
+    style = params.curate.prompt_style
+    teacher = cfg.teacher
     table = load_curated(layout.curated)
-    train = table[table["split"].isin(list(cfg.get("splits", ["train"])))].reset_index(drop=True)
+    train = table[table["split"].isin(cfg.splits)].reset_index(drop=True)
     records = train.to_dict("records")
     teacher_metrics: dict[str, float] = {}
     teacher_md = ""
     if teacher == "rule":
-        seed, max_words = int(cfg.get("seed", 0)), int(cfg.get("max_response_words", 120))
-        rule = WelfareRule(kind=str(cfg.get("analyze_rule", "sum")))
+        seed, max_words = cfg.seed, cfg.max_response_words
+        rule = WelfareRule(kind=cfg.analyze_rule)
         all_texts: list[str | None] = [
             demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
         ]
         label = "rule"
-    elif teacher == "openai":
-        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
     else:
-        raise ParamsError(f"params.yaml: demonstrations.teacher must be 'rule' or 'openai', got {teacher!r}")
+        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
     keep = [i for i, text in enumerate(all_texts) if text is not None]
     texts = [t for t in all_texts if t is not None]
     kept_rows = train.iloc[keep].reset_index(drop=True)
@@ -282,7 +275,7 @@ def demonstrations_stage(
         log_stage(
             root,
             "demonstrations",
-            {"demonstrations": cfg, "prompt_style": style},
+            {"demonstrations": params.written("demonstrations"), "prompt_style": style},
             metrics,
             [layout.demonstrations / "summary.md"],
             tracking_uri,
@@ -305,11 +298,10 @@ class TeacherEvalResult:
 
 
 def teacher_eval_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> TeacherEvalResult:
     layout = Layout(root)
-    cfg = section(dict(params), "teacher_eval")
-    per_source, seed = int(cfg.get("per_source", 20)), int(cfg.get("seed", 0))
+    per_source, seed = params.teacher_eval.per_source, params.teacher_eval.seed
     table = load_curated(layout.curated)
     test = table[table["split"] == "test"]
     sample = test.sample(frac=1.0, random_state=seed).groupby("source").head(per_source).reset_index(drop=True)
@@ -320,5 +312,6 @@ def teacher_eval_stage(
     path.write_text(summary.to_markdown("Rule teacher on the test sets (rule judges)"), encoding="utf-8")
     metrics = {f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()}
     write_metrics(layout.metrics("teacher_eval"), metrics)
-    run_id = log_stage(root, "teacher_eval", {"teacher_eval": cfg}, metrics, [path], tracking_uri) if track else None
+    logged = {"teacher_eval": params.written("teacher_eval")}
+    run_id = log_stage(root, "teacher_eval", logged, metrics, [path], tracking_uri) if track else None
     return TeacherEvalResult(summary, metrics, path, run_id)

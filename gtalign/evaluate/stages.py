@@ -21,11 +21,10 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from gtalign import tracking
-from gtalign.config import pipeline_variants, reward_config, section
+from gtalign.config import Params
 from gtalign.data import load_curated
+from gtalign.evaluate.config import EvaluateConfig
 from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
 from gtalign.evaluate.generate import (
     GENERATIONS_FILE,
@@ -45,7 +44,6 @@ from gtalign.reward.judges import make_judge
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EvaluateConfig",
     "EvaluateResult",
     "compare_models",
     "evaluate_stage",
@@ -55,28 +53,6 @@ __all__ = [
 ]
 
 MAX_LOGGED_GENERATIONS_BYTES = 100 * 2**20
-
-
-class EvaluateConfig(BaseModel):
-    """The `evaluate:` section of params.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    splits: list[str] = Field(default_factory=lambda: ["test"], description="curated splits evaluated on")
-    sources: list[str] | None = Field(None, description="restrict to these sources (None = all seven)")
-    per_source: int | None = Field(None, ge=1, description="seeded sample per source (tiny preset); None = all")
-    max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
-    temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    bootstrap_resamples: int = Field(1000, ge=0)
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    seed: int = 0
-    judge: str = Field("rule", description="column | rule | openai (options under reward.judge.<kind>)")
-    aggregation: str = Field("cobb_douglas", description="welfare every model is compared by")
-    device: str | None = Field("auto", description="auto (CUDA when available) | cpu | cuda:0 | ...")
-    normalize_hypervolume: bool = Field(False, description="divide HV by the ranges (App. C.1 does not)")
-    paper_models: dict[str, str] = Field(default_factory=dict, description="our model -> paper method key")
 
 
 @dataclass
@@ -98,13 +74,8 @@ class EvaluateResult:
         return self.report.plots
 
 
-def _config(params: Mapping[str, Any]) -> EvaluateConfig:
-    return EvaluateConfig(**section(dict(params), "evaluate"))
-
-
-def _judge(params: Mapping[str, Any], kind: str) -> Any:
-    options = dict(section(section(dict(params), "reward"), "judge").get(kind) or {})
-    return make_judge(kind, **options)
+def _judge(params: Params, kind: str) -> Any:
+    return make_judge(kind, **params.reward.judge.of(kind))
 
 
 def compare_models(
@@ -142,7 +113,7 @@ def _write_scores(path: Path, ev: ModelEvaluation) -> Path:
 
 def _score_and_report(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     cfg: EvaluateConfig,
     generations: Mapping[str, list[Generation]],
     *,
@@ -151,7 +122,7 @@ def _score_and_report(
     plots: bool = True,
 ) -> tuple[Report, dict[str, ModelEvaluation], list[PairwiseComparison], dict[str, float], dict[str, Path]]:
     layout = Layout(root)
-    reward_cfg = reward_config(dict(params), aggregation=cfg.aggregation)
+    reward_cfg = params.reward.config(aggregation=cfg.aggregation)
     the_judge = judge if judge is not None else _judge(params, cfg.judge)
     evaluations: dict[str, ModelEvaluation] = {}
     paths: dict[str, Path] = {}
@@ -219,7 +190,7 @@ def _score_and_report(
 def _track(
     root: Path,
     cfg: EvaluateConfig,
-    params: Mapping[str, Any],
+    params: Params,
     evaluations: Mapping[str, ModelEvaluation],
     comparisons: Sequence[PairwiseComparison],
     report: Report,
@@ -232,7 +203,7 @@ def _track(
 
     layout = Layout(root)
     run_ids = {}
-    logged_params = {"evaluate": cfg.model_dump(mode="json"), "reward": section(dict(params), "reward")}
+    logged_params = {"evaluate": cfg.model_dump(mode="json"), "reward": params.written("reward")}
     for name, ev in evaluations.items():
         tags = {"gtalign.stage": "evaluate", "gtalign.model": name}
         if name in model_paths:
@@ -264,7 +235,7 @@ def _track(
 
 def evaluate_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     models: Mapping[str, str | Path],
     *,
     training_run_ids: Mapping[str, str] | None = None,
@@ -288,9 +259,9 @@ def evaluate_stage(
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"model name {name!r} must be a plain folder name")
     root = Path(root)
-    cfg = _config(params)
+    cfg = params.evaluate
     layout = Layout(root)
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
+    style = params.curate.prompt_style
     table = load_curated(layout.curated)
     rows = select_rows(table, splits=cfg.splits, per_source=cfg.per_source, sources=cfg.sources, seed=cfg.seed)
     uids = set(rows["uid"].astype(str))
@@ -338,7 +309,7 @@ def evaluate_stage(
 
 def report_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     models: Sequence[str] | None = None,
     *,
     training_run_ids: Mapping[str, str] | None = None,
@@ -354,7 +325,7 @@ def report_stage(
     generations file, by name). All of each file's records are used.
     """
     root = Path(root)
-    cfg = _config(params)
+    cfg = params.evaluate
     layout = Layout(root)
     if models is None:
         found = sorted(p.parent.name for p in layout.evaluation.glob(f"*/{GENERATIONS_FILE}"))
@@ -403,9 +374,9 @@ def pipeline_models(root: Path, variants: Sequence[str]) -> tuple[dict[str, Path
 
 
 def evaluation_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> EvaluateResult:
     """Evaluate base, SFT and every RL variant of `pipeline.variants` on the same held-out prompts; write the
     report. Each model's evaluation is its own MLflow run, linked to the run that trained it."""
-    models, run_ids = pipeline_models(root, pipeline_variants(params))
+    models, run_ids = pipeline_models(root, params.pipeline.variants)
     return evaluate_stage(root, params, models, training_run_ids=run_ids, tracking_uri=tracking_uri, track=track)

@@ -22,36 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from gtalign import tracking
-from gtalign.config import section
+from gtalign.config import ParamsError
 from gtalign.data import load_curated
 from gtalign.data.prompts import extra_info_of, prompt_messages
 from gtalign.evaluate.generate import Generation
 from gtalign.evaluate.metrics import score_generations
 from gtalign.layout import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE, MLFLOW_RUN_FILE, Layout
 from gtalign.modeling import generate, load_model, model_identity
+from gtalign.train.params import EvalParams
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINGERPRINT_FILE = "gtalign_fingerprint.json"
-
-
-class StrictModel(BaseModel):
-    """params.yaml sections are validated: a typo in a key fails loudly instead of silently using a default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class EvalParams(StrictModel):
-    """Held-out evaluation: greedy generations on curated rows never trained on, scored like the RL reward."""
-
-    splits: list[str] = Field(default_factory=lambda: ["dev"])
-    per_source: int = Field(20, ge=1, description="rows per source (sources = those with demonstrations)")
-    max_new_tokens: int = Field(320, ge=1)
-    batch_size: int = Field(32, ge=1)
-    judge: str = Field("rule", description="judge for held-out scoring (rule: offline, deterministic)")
-    seed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,14 +107,16 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def trl_config(cls: type, *, fields: Mapping[str, Any], passthrough: Mapping[str, Any] | None = None) -> Any:
-    """An `SFTConfig`/`GRPOConfig` with our defaults, then `fields`, then the section's free-form `args`.
+def trl_config(cls: type, *, section: str, fields: Mapping[str, Any], passthrough: Mapping[str, Any]) -> Any:
+    """An `SFTConfig`/`GRPOConfig` with our defaults, then `fields`, then the section's `args` (params.yaml
+    `sft.args` / `rl.args`, or a preset such as configs/train/qwen2.5-3b.yaml): any field the TRL config has.
 
     TRL defaults to bf16 (which fails on CPU) and to activation checkpointing (slower, useless for a tiny model):
-    on CPU both are off and `use_cpu` is on; on GPU bf16 stays on. `args` (params.yaml `sft.args` / `rl.args`, or a
-    preset such as configs/train/qwen2.5-3b.yaml) may set anything else the TRL config accepts: deepspeed, vLLM, ...
+    on CPU both are off and `use_cpu` is on; on GPU bf16 stays on. The data order follows `seed` unless `data_seed`
+    is given. A name or value TRL rejects is a ParamsError naming `<section>.args`.
     """
     gpu = cuda_available()
+    args = dict(passthrough)
     kwargs: dict[str, Any] = {
         "bf16": gpu,
         "use_cpu": not gpu,
@@ -141,9 +126,13 @@ def trl_config(cls: type, *, fields: Mapping[str, Any], passthrough: Mapping[str
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
         **fields,
-        **dict(passthrough or {}),
+        **({"data_seed": args["seed"]} if "seed" in args else {}),
+        **args,
     }
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ParamsError(f"params.yaml: {section}.args: {cls.__name__} rejects it: {e}") from None
 
 
 def enable_kv_cache(model: Any) -> None:
@@ -204,14 +193,13 @@ class HeldOutRow:
     split: str = ""
 
 
-def held_out_rows(root: Path, params: Mapping[str, Any], cfg: EvalParams) -> list[HeldOutRow]:
+def held_out_rows(root: Path, prompt_style: str, cfg: EvalParams) -> list[HeldOutRow]:
     """Curated rows of `cfg.splits` from the sources that have demonstrations, `per_source` each, deterministic.
 
     The prompts use the same rendering as the demonstrations (params `curate.prompt_style`), so the evaluation
     measures the trained format, not a prompt mismatch.
     """
     layout = Layout(root)
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
     table = load_curated(layout.curated)
     sources = sorted(set(table.loc[table["split"] == "train", "source"].astype(str)))
     rows = table[table["split"].isin(cfg.splits) & table["source"].isin(sources)]
@@ -221,7 +209,7 @@ def held_out_rows(root: Path, params: Mapping[str, Any], cfg: EvalParams) -> lis
         HeldOutRow(
             str(r["uid"]),
             str(r["source"]),
-            prompt_messages(r, style),
+            prompt_messages(r, prompt_style),
             "" if pd.isna(r["ground_truth"]) else str(r["ground_truth"]),
             extra_info_of(r),
             str(r["split"]),

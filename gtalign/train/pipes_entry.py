@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gtalign.config import load_params_with
+from gtalign.config import Params, load_typed_params, parse_params
 from gtalign.train.common import is_main_process
-from gtalign.train.sft import SFTParams
-from gtalign.train.stages import base_model_stage, rl_params, rl_stage, sft_stage
+from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
 
 # Check names, shared with the Dagster asset definitions (which declare them as check specs).
 SFT_CHECKS = ("sft_loss_finite", "sft_format_validity")
@@ -71,9 +70,9 @@ def _by_source_md(metrics: dict[str, float], prefix: str) -> str:
     )
 
 
-def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def sft_report(result: Any, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an SFTResult."""
-    cfg = SFTParams(**(params.get("sft") or {}))
+    cfg = params.sft
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
     valid = m.get("heldout_strict_valid")
@@ -103,9 +102,9 @@ def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], lis
     return metadata, checks
 
 
-def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def rl_report(result: Any, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an RLResult."""
-    cfg = rl_params(params, result.variant)
+    cfg = params.rl.with_variant(result.variant)
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
     after, before = m.get("heldout_welfare"), m.get("init_welfare")
@@ -148,9 +147,9 @@ def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list
     """Run the stage; return what rank 0 reports (metadata, checks)."""
     root = Path(args.root).resolve()
     if args.params_json:
-        params = json.loads(Path(args.params_json).read_text(encoding="utf-8"))
+        params = parse_params(json.loads(Path(args.params_json).read_text(encoding="utf-8")))
     else:
-        params = load_params_with(root / "params.yaml", args.preset)
+        params = load_typed_params(root / "params.yaml", args.preset)
     common = {"tracking_uri": args.tracking_uri, "track": not args.no_track}
     if log is not None:
         log.info(f"gtalign.train.pipes_entry: {args.stage} in {root}")

@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from gtalign import tracking
-from gtalign.config import reward_config, section
+from gtalign.config import Params
 from gtalign.layout import HELDOUT_GENERATIONS_FILE, Layout, rl_model_name, write_metrics
 from gtalign.modeling import (
     TinyModelConfig,
@@ -40,9 +38,9 @@ from gtalign.modeling import (
     resolve_model_path,
     write_pretrained_pointer,
 )
+from gtalign.reward.config import RewardParams
 from gtalign.reward.judges import make_judge
 from gtalign.train.common import (
-    EvalParams,
     PolicyEval,
     curve_markdown,
     evaluate_folder,
@@ -55,10 +53,14 @@ from gtalign.train.common import (
     world_size,
     write_curve,
 )
+from gtalign.train.params import EvalParams, RLParams
 from gtalign.train.reward_fn import WelfareReward
-from gtalign.train.rl import RL_ALGORITHM_TAG, RLParams, train_rl
-from gtalign.train.sft import SFTParams, load_demonstrations, train_sft
+from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
+from gtalign.train.sft import load_demonstrations, train_sft
 
+# Settings that do not change what a training produces: changing one keeps (and resumes) its checkpoints.
+SFT_NOT_IN_IDENTITY = {"resume": True, "eval": True, "min_strict_valid": True, "args": {"logging_steps"}}
+RL_NOT_IN_IDENTITY = {"resume": True, "eval": True, "collapse_ratio": True, "args": {"logging_steps"}}
 SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
 RL_CURVE_KEYS = (
     "reward",
@@ -93,15 +95,6 @@ def _log_mlflow(metrics: Mapping[str, Any], artifacts: Sequence[tuple[Path, str 
 # ---------------------------------------------------------------------------------------------------------------
 # base model
 # ---------------------------------------------------------------------------------------------------------------
-class BaseModelParams(TinyModelConfig):
-    """params.yaml `base_model:`: the tiny model built here (its `TinyModelConfig` fields), or a pointer to a
-    pretrained one."""
-
-    kind: str = Field("tiny", pattern="^(tiny|pretrained)$")
-    pretrained: str | None = Field(None, description="HF folder or hub name when kind=pretrained")
-    corpus_splits: list[str] = Field(default_factory=lambda: ["train", "dev"])
-
-
 @dataclass
 class BaseModelResult:
     path: Path
@@ -111,11 +104,11 @@ class BaseModelResult:
 
 
 def base_model_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> BaseModelResult:
     """Build the tiny model (tokenizer trained on the curated corpus + demonstrations) or point at a pretrained one."""
     layout = Layout(root)
-    cfg = BaseModelParams(**section(dict(params), "base_model"))
+    cfg = params.base_model
     out = layout.model("base")
     start = time.perf_counter()
     if cfg.kind == "pretrained":
@@ -161,24 +154,23 @@ def _resolve_init(layout: Layout, init: str) -> str:
     return resolve_model_path(path)
 
 
-def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
+def _eval_setup(reward: RewardParams, cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
     """The judge and reward config held-out evaluations use: params.yaml `reward:` (so every model, whatever
     variant trained it, is measured by the same welfare) and the eval judge."""
-    reward = section(dict(params), "reward")
-    judge = make_judge(cfg.judge, **dict(section(reward, "judge").get(cfg.judge) or {}))
-    rcfg = reward_config(dict(params))
+    judge = make_judge(cfg.judge, **reward.judge.of(cfg.judge))
+    rcfg = reward.config()
     return judge, rcfg, {"reward": rcfg.model_dump(), "judge": cfg.judge}
 
 
 def _heldout_eval(
-    root: Path, params: Mapping[str, Any], cfg: EvalParams, init: str, trainer: Any, out: Path, cache_dir: Path
+    root: Path, params: Params, cfg: EvalParams, init: str, trainer: Any, out: Path, cache_dir: Path
 ) -> tuple[dict[str, float], PolicyEval, PolicyEval | None]:
     """Held-out welfare of the trained policy and of the model it started from (cached: the same for every run).
 
     A single process evaluates the in-memory model; rank 0 after a multi-process run loads the saved folder,
     since the in-memory model may be sharded."""
-    rows = held_out_rows(root, params, cfg)
-    judge, rcfg, key = _eval_setup(params, cfg)
+    rows = held_out_rows(root, params.curate.prompt_style, cfg)
+    judge, rcfg, key = _eval_setup(params.reward, cfg)
     init_eval = (
         evaluate_folder(Path(init), rows, cfg, judge, rcfg, cache_key=key, cache_dir=cache_dir)
         if Path(init).is_dir()
@@ -232,7 +224,7 @@ class SFTResult:
 
 def sft_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     *,
     tracking_uri: str | None = None,
     track: bool = True,
@@ -241,13 +233,13 @@ def sft_stage(
 ) -> SFTResult:
     """SFT on the demonstrations from the base model; evaluates strict validity and welfare before and after."""
     layout = Layout(root)
-    cfg = SFTParams(**section(dict(params), "sft"))
+    cfg = params.sft
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model("sft"), layout.checkpoints("sft")
     if not layout.demonstrations_file.is_file():
         raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
     identity = {
-        "sft": cfg.model_dump(exclude={"resume", "eval", "min_strict_valid", "logging_steps"}),
+        "sft": cfg.model_dump(exclude=SFT_NOT_IN_IDENTITY),
         "init": [init, model_identity(init)],
         "data": _file_md5(layout.demonstrations_file),
     }
@@ -334,20 +326,12 @@ class RLResult:
         return curve_markdown(self.curve, "reward")
 
 
-def rl_params(params: Mapping[str, Any], variant: str | None = None) -> Any:
-    values = dict(section(dict(params), "rl"))
-    if variant:
-        values["variant"] = variant
-    return RLParams(**values)
-
-
-def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) -> Any:
-    """The RL reward adapter for `cfg` (RLParams): the variant's aggregation over params.yaml `reward:`."""
-    reward = section(dict(params), "reward")
-    options = {**dict(section(reward, "judge").get(cfg.judge) or {}), **cfg.judge_options}
+def make_reward(reward: RewardParams, cfg: RLParams, *, record: bool = False) -> WelfareReward:
+    """The RL reward adapter for `cfg`: the variant's aggregation over params.yaml `reward:`."""
+    options = {**reward.judge.of(cfg.judge), **cfg.judge_options}
     return WelfareReward(
         judge=make_judge(cfg.judge, **options),
-        cfg=reward_config(dict(params), aggregation=cfg.variant),
+        cfg=reward.config(aggregation=cfg.variant),
         normalization=cfg.normalization,
         record=record,
         max_judge_failure_rate=cfg.max_judge_failure_rate,
@@ -356,7 +340,7 @@ def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) ->
 
 def rl_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     variant: str | None = None,
     *,
     tracking_uri: str | None = None,
@@ -367,15 +351,15 @@ def rl_stage(
 ) -> RLResult:
     """GRPO with the welfare reward of `variant` (default params.yaml `rl.variant`) from the SFT (or base) model."""
     layout = Layout(root)
-    cfg = rl_params(params, variant)
+    cfg = params.rl.with_variant(variant)
     name = rl_model_name(cfg.variant)
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model(name), layout.checkpoints(name)
     if not layout.demonstrations_file.is_file():
         raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
-    reward = make_reward(params, cfg, record=record_rewards)
+    reward = make_reward(params.reward, cfg, record=record_rewards)
     identity = {
-        "rl": cfg.model_dump(exclude={"resume", "eval", "collapse_ratio", "logging_steps"}),
+        "rl": cfg.model_dump(exclude=RL_NOT_IN_IDENTITY),
         "reward": reward.cfg.model_dump(),
         "init": [init, model_identity(init)],
         "data": _file_md5(layout.demonstrations_file),
@@ -459,13 +443,11 @@ def rl_stage(
 
 
 __all__ = [
-    "BaseModelParams",
     "BaseModelResult",
     "RLResult",
     "SFTResult",
     "base_model_stage",
     "make_reward",
-    "rl_params",
     "rl_stage",
     "sft_stage",
 ]

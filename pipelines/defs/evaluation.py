@@ -9,6 +9,7 @@ import json
 
 import dagster as dg
 
+from gtalign.config import parse_params
 from gtalign.evaluate.directions import directions_markdown, directions_summary, paper_directions
 from gtalign.evaluate.stages import evaluation_stage
 from gtalign.layout import Layout
@@ -56,7 +57,7 @@ def steering_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.Materi
 )
 def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     params = project.params({"pipeline": {"variants": config.variants}})
-    result = evaluation_stage(project.path, params, tracking_uri=mlflow.uri())
+    result = evaluation_stage(project.path, parse_params(params), tracking_uri=mlflow.uri())
     headline = {k: float(v) for k, v in result.metrics.items() if k.endswith(("/welfare_mean", "/format_mean"))}
     return dg.MaterializeResult(
         metadata={

@@ -7,6 +7,7 @@ Pipes) for GTAlign; the `paper` job gives the evaluation asset the four variants
 
 import dagster as dg
 
+from gtalign.config import parse_params
 from gtalign.train import stages as train_stages
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import sft_model
@@ -23,7 +24,7 @@ BASELINES = ("user", "llm", "linear")
     "(U+L)/2 rewards instead of sqrt(U L). artifacts/models/rl-{user,llm,linear}.",
 )
 def paper_baselines(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    params = project.params()
+    params = parse_params(project.params())
     metadata: dict[str, float | str] = {}
     for variant in BASELINES:
         result = train_stages.rl_stage(project.path, params, variant, tracking_uri=mlflow.uri())

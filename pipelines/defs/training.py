@@ -20,6 +20,8 @@ from typing import Any
 
 import dagster as dg
 
+from gtalign.config import parse_params
+from gtalign.layout import rl_model_name
 from gtalign.train import stages as train_stages
 from gtalign.train.pipes_entry import RL_CHECKS, SFT_CHECKS
 from pipelines.defs import data
@@ -41,7 +43,7 @@ class LaunchConfig(dg.Config):
 class SFTRunConfig(LaunchConfig):
     """Per-run overrides of params.yaml `sft:` (unset = params.yaml)."""
 
-    max_steps: int | None = None
+    max_steps: int | None = None  # this and the fields below: sft.args
     learning_rate: float | None = None
     per_device_train_batch_size: int | None = None
     seed: int | None = None
@@ -53,12 +55,15 @@ class RLRunConfig(LaunchConfig):
     variant: str = "cobb_douglas"  # cobb_douglas (GTAlign) | user | llm | linear | ces
     judge: str | None = None
     normalization: str | None = None
-    max_steps: int | None = None
+    max_steps: int | None = None  # this and the fields below: rl.args
     learning_rate: float | None = None
     seed: int | None = None
 
 
-def _params(project: ProjectResource, config: LaunchConfig, section: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def _params(
+    project: ProjectResource, config: LaunchConfig, section: str, keys: tuple[str, ...], args: tuple[str, ...]
+) -> dict[str, Any]:
+    """params.yaml, the preset, then the run config: `keys` into the section, `args` into its TRL `args`."""
     params = project.params()
     if config.preset:
         import yaml
@@ -69,6 +74,8 @@ def _params(project: ProjectResource, config: LaunchConfig, section: str, keys: 
         params = deep_merge(params, overlay)
     overrides = {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
     params.setdefault(section, {}).update(overrides)
+    trl_overrides = {k: getattr(config, k) for k in args if getattr(config, k, None) is not None}
+    params[section]["args"] = {**(params[section].get("args") or {}), **trl_overrides}
     return params
 
 
@@ -113,7 +120,7 @@ def _run_pipes(
     "demonstrations (CPU preset), or a pointer to a pretrained model (params.yaml base_model.kind=pretrained).",
 )
 def base_model(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    result = train_stages.base_model_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    result = train_stages.base_model_stage(project.path, parse_params(project.params()), tracking_uri=mlflow.uri())
     return dg.MaterializeResult(
         metadata={
             **{k: float(v) for k, v in result.metrics.items()},
@@ -140,7 +147,7 @@ def sft_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ):
-    params = _params(project, config, "sft", ("max_steps", "learning_rate", "per_device_train_batch_size", "seed"))
+    params = _params(project, config, "sft", (), ("max_steps", "learning_rate", "per_device_train_batch_size", "seed"))
     return _run_pipes(
         context,
         pipes_subprocess_client,
@@ -167,9 +174,9 @@ def rl_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ):
-    params = _params(project, config, "rl", ("judge", "normalization", "max_steps", "learning_rate", "seed"))
+    params = _params(project, config, "rl", ("judge", "normalization"), ("max_steps", "learning_rate", "seed"))
     params["rl"]["variant"] = config.variant
-    context.log.info(f"rl_model: variant {config.variant} -> artifacts/models/rl-{config.variant}")
+    context.log.info(f"rl_model: variant {config.variant} -> artifacts/models/{rl_model_name(config.variant)}")
     return _run_pipes(
         context,
         pipes_subprocess_client,
