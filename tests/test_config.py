@@ -71,6 +71,18 @@ def test_written_sections_are_what_the_file_says():
     assert params.reward.judge.of("openai") == {} and params.reward.judge.of("rule") == {}
 
 
+# What gtalign sets on CPU whatever params.yaml says (gtalign.train.common.trl_config).
+CPU_DEFAULTS = {
+    "bf16": False,
+    "use_cpu": True,
+    "activation_checkpointing": False,
+    "save_strategy": "steps",
+    "logging_first_step": True,
+    "dataloader_num_workers": 0,
+    "disable_tqdm": False,
+}
+
+
 def _trl_kwargs(cls_name: str, build, monkeypatch) -> dict:
     import trl
 
@@ -103,13 +115,7 @@ def test_params_yaml_reaches_trl_with_the_values_it_had_before_args(monkeypatch,
         "output_dir": str(tmp_path),
         "run_name": "rl",
         "report_to": "none",
-        "bf16": False,
-        "use_cpu": True,
-        "activation_checkpointing": False,
-        "save_strategy": "steps",
-        "logging_first_step": True,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": False,
+        **CPU_DEFAULTS,
         "max_steps": 60,
         "per_device_train_batch_size": 8,
         "gradient_accumulation_steps": 1,
@@ -137,13 +143,7 @@ def test_params_yaml_reaches_trl_with_the_values_it_had_before_args(monkeypatch,
         "output_dir": str(tmp_path),
         "run_name": "sft",
         "report_to": "none",
-        "bf16": False,
-        "use_cpu": True,
-        "activation_checkpointing": False,
-        "save_strategy": "steps",
-        "logging_first_step": True,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": False,
+        **CPU_DEFAULTS,
         "max_steps": 160,
         "num_train_epochs": 1.0,
         "per_device_train_batch_size": 8,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gtalign.modeling import TinyModelConfig
 from gtalign.reward.config import AGGREGATIONS
@@ -86,18 +86,12 @@ class RLParams(_Section):
         description="trl.GRPOConfig fields, passed as is (max_steps, learning_rate, num_generations, use_vllm, ...)",
     )
 
-    @field_validator("variant")
+    @field_validator("variant", "normalization")
     @classmethod
-    def _variant(cls, v: str) -> str:
-        if v not in AGGREGATIONS:
-            raise ValueError(f"rl.variant must be one of {', '.join(AGGREGATIONS)}, got {v!r}")
-        return v
-
-    @field_validator("normalization")
-    @classmethod
-    def _normalization(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"rl.normalization must be one of {', '.join(METHODS)}, got {v!r}")
+    def _one_of(cls, v: str, info: ValidationInfo) -> str:
+        allowed = AGGREGATIONS if info.field_name == "variant" else METHODS
+        if v not in allowed:
+            raise ValueError(f"rl.{info.field_name} must be one of {', '.join(allowed)}, got {v!r}")
         return v
 
     def with_variant(self, variant: str | None) -> RLParams:
