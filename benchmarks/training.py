@@ -46,29 +46,21 @@ def _policy(tmp: Path) -> tuple[Path, str]:
     return _base_model(tmp), "an untrained base model (no artifacts/models/sft: completions run to the length cap)"
 
 
-def _params() -> dict[str, Any]:
-    from gtalign.config import load_params
+def _params() -> Any:
+    from gtalign.config import load_typed_params
 
-    return load_params(ROOT / "params.yaml")
+    return load_typed_params(ROOT / "params.yaml")
 
 
 def bench_sft_throughput(tmp: Path, steps: int = 24, batch: int = 8) -> str:
     """Training tokens/s of `train_sft` (TRL SFTTrainer) on the demonstrations, tiny model, this machine."""
-    from gtalign.train.sft import SFTParams, train_sft
+    from gtalign.train.sft import train_sft
 
     demos = _require_artifacts()
     base = _base_model(tmp)
     params = _params()
-    cfg = SFTParams(
-        **{
-            **params.get("sft", {}),
-            "max_steps": steps,
-            "per_device_train_batch_size": batch,
-            "save_steps": 10_000,
-            "logging_steps": steps,
-            "resume": False,
-        }
-    )
+    trl_args = {"max_steps": steps, "per_device_train_batch_size": batch, "save_steps": 10_000, "logging_steps": steps}
+    cfg = params.sft.model_copy(update={"resume": False, "args": {**params.sft.args, **trl_args}})
     out = train_sft(base, demos, tmp / "sft-out", tmp / "sft-ckpt", cfg)
     tokens_per_s = out.train_tokens / out.train_seconds
     return (
@@ -114,13 +106,9 @@ class _GenerationTimer:
 
 
 def _rl_cfg(steps: int, completion: int) -> Any:
-    from gtalign.train.stages import rl_params
-
-    params = _params()
-    params.setdefault("rl", {}).update(
-        {"max_steps": steps, "save_steps": 10_000, "max_completion_length": completion, "resume": False}
-    )
-    return rl_params(params)
+    rl = _params().rl
+    trl_args = {"max_steps": steps, "save_steps": 10_000, "max_completion_length": completion}
+    return rl.model_copy(update={"resume": False, "args": {**rl.args, **trl_args}})
 
 
 def bench_rl_generation(tmp: Path, steps: int = 6, completion: int = 256) -> str:
@@ -132,17 +120,17 @@ def bench_rl_generation(tmp: Path, steps: int = 6, completion: int = 256) -> str
     demos = load_demonstrations(_require_artifacts())
     policy, what = _policy(tmp)
     cfg = _rl_cfg(steps, completion)
-    reward = make_reward(_params(), cfg)
+    reward = make_reward(_params().reward, cfg)
     with _GenerationTimer() as timer:
         out = train_rl(policy, demos, tmp / "rl-gen", tmp / "rl-gen-ckpt", cfg, reward)
     lengths = [h["completions/mean_length"] for h in out.log_history if "completions/mean_length" in h]
-    tokens = sum(lengths) * cfg.per_device_train_batch_size
+    batch, group = cfg.args["per_device_train_batch_size"], cfg.args["num_generations"]
+    tokens = sum(lengths) * batch
     gen = sum(timer.seconds)
     return (
         "## RL rollout generation (GRPO, `transformers.generate` inside TRL)\n\n"
-        f"{steps} GRPO steps from {what}: {cfg.per_device_train_batch_size} completions per step "
-        f"({cfg.per_device_train_batch_size // cfg.num_generations} prompts x {cfg.num_generations}), "
-        f"max {completion} new tokens, temperature {cfg.temperature}, KV cache, float32 on CPU.\n\n"
+        f"{steps} GRPO steps from {what}: {batch} completions per step ({batch // group} prompts x {group}), "
+        f"max {completion} new tokens, temperature {cfg.args['temperature']}, KV cache, float32 on CPU.\n\n"
         "| metric | value |\n|---|---|\n"
         f"| generated tokens | {tokens:,.0f} (mean length {statistics.fmean(lengths):.0f}) |\n"
         f"| generation time | {gen:.1f} s of {out.train_seconds:.1f} s training |\n"
@@ -162,7 +150,7 @@ def _ours(policy: Path, demos: list, tmp: Path, tag: str, steps: int, completion
     from gtalign.train.stages import make_reward
 
     cfg = _rl_cfg(steps, completion)
-    reward = make_reward(_params(), cfg)
+    reward = make_reward(_params().reward, cfg)
     uri = f"sqlite:///{tmp / 'bench-mlflow.db'}"
     tags = {"gtalign.rl_algorithm": RL_ALGORITHM_TAG}
     with tracking.run(tmp, f"bench-{tag}", params={"rl": cfg.model_dump()}, tags=tags, tracking_uri=uri):
@@ -174,7 +162,6 @@ def _bare(policy: Path, demos: list, tmp: Path, tag: str, steps: int, completion
     """Bare TRL: GRPOTrainer, a plain reward function over `score_batch`, same config, no reporting."""
     from trl import GRPOTrainer
 
-    from gtalign.config import reward_config
     from gtalign.modeling import load_model
     from gtalign.reward import RewardInput, score_batch
     from gtalign.reward.judges import make_judge
@@ -182,7 +169,7 @@ def _bare(policy: Path, demos: list, tmp: Path, tag: str, steps: int, completion
     from gtalign.train.rl import grpo_args, rl_dataset, rl_rows
 
     cfg = _rl_cfg(steps, completion)
-    judge, rcfg = make_judge(cfg.judge), reward_config(_params(), aggregation=cfg.variant)
+    judge, rcfg = make_judge(cfg.judge), _params().reward.config(aggregation=cfg.variant)
 
     def welfare(completions, data_source, ground_truth, extra_info, **_):
         rows = [

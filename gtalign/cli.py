@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gtalign.cli_support import cli_params, fail
+from gtalign.cli_support import cli_params, fail, parsed
 
 app = typer.Typer(help="GTAlign: game-theoretic alignment of LLM assistants for social welfare.", no_args_is_help=True)
 reward_app = typer.Typer(help="The welfare reward.", no_args_is_help=True)
@@ -139,8 +139,7 @@ def _print_summary(summary, judge: str, aggregation: str, judge_stats) -> None:
 
 def _run_stage(name: str, root: Path, params: Path | None):
     """Run a library stage, turning its expected failures into one clear message and exit code 1."""
-    from gtalign import stages
-    from gtalign.data import DataPullError, DataValidationError, RawDataMissingError
+    from gtalign.data import DataPullError, DataValidationError, RawDataMissingError, stages
 
     fn = {
         "curate": stages.curate_stage,
@@ -148,7 +147,7 @@ def _run_stage(name: str, root: Path, params: Path | None):
         "teacher_eval": stages.teacher_eval_stage,
     }[name]
     try:
-        return fn(root.resolve(), cli_params(root, params))
+        return fn(root.resolve(), parsed(cli_params(root, params)))
     except (RawDataMissingError, DataPullError, DataValidationError, FileNotFoundError) as e:
         raise fail(f"{name}: {e}", code=1) from None
 
@@ -209,7 +208,7 @@ def demo(
     from gtalign.pipeline import run_pipeline
 
     console = Console(stderr=True)
-    p = cli_params(root, params, presets=preset)
+    p = parsed(cli_params(root, params, presets=preset))
     summary = run_pipeline(root, p, log=lambda msg: console.rule(msg))
     table = Table(title="gtalign demo", show_header=False)
     table.add_column(no_wrap=True)

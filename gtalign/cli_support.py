@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from gtalign.config import Params
 
 PRESET_OPTION = typer.Option(
     "--preset", help="YAML overlaid on params (e.g. configs/train/qwen2.5-3b.yaml), repeatable, applied in order"
@@ -42,4 +45,14 @@ def cli_params(
     try:
         return load_params_with(path, list(presets or ()), list(sets or ()))
     except (ParamsError, ValueError, OSError) as e:
+        raise fail(str(e)) from None
+
+
+def parsed(raw: dict[str, Any]) -> Params:
+    """`cli_params`' mapping validated into `gtalign.config.Params` (a misspelt key is one clear error, exit 2)."""
+    from gtalign.config import ParamsError, parse_params
+
+    try:
+        return parse_params(raw)
+    except ParamsError as e:
         raise fail(str(e)) from None

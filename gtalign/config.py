@@ -1,18 +1,27 @@
-"""params.yaml is the one place for hyperparameters; this module reads it into typed sections.
+"""params.yaml is the one place for hyperparameters; this module reads it into one typed object, `Params`.
 
-Dagster configs, DVC stages and the CLI all start from here, so a value changed in params.yaml (or with
-`dvc exp run -S`) reaches every driver the same way.
+Each driver (the CLI, a DVC stage, a Dagster asset, the Pipes entry point) parses params once, at its entry, with
+`parse_params` (or `load_typed_params`), and hands the stages the typed object; a value changed in params.yaml (or
+with `dvc exp run -S`) reaches every driver the same way. Every section is strict: a misspelt key is a ParamsError
+naming the section and the key. Each section's model lives beside its concern (`gtalign.train.params`,
+`gtalign.evaluate.config`, ...); this module only assembles them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from gtalign.reward.config import RewardConfig
+from gtalign.data.curate import CurateConfig
+from gtalign.evaluate.config import EvaluateConfig
+from gtalign.reward.config import RewardConfig, RewardParams
+from gtalign.teacher import DemonstrationsParams, TeacherEvalParams
+from gtalign.train.params import BaseModelParams, RLParams, SFTParams
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -43,7 +52,7 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_set(params: dict[str, Any], assignment: str) -> dict[str, Any]:
-    """`rl.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
+    """`rl.args.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ValueError(f"--set expects section.key=value, got {assignment!r}")
@@ -90,6 +99,70 @@ def reward_config(params: dict[str, Any], **overrides: Any) -> RewardConfig:
         return RewardConfig(**values)
     except ValueError as e:
         raise ParamsError(f"params.yaml: reward: {e}") from None
+
+
+class PipelineParams(BaseModel):
+    """params.yaml `pipeline:`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[str] = Field(
+        default_factory=lambda: ["cobb_douglas"],
+        description="the RL variants trained and evaluated (the `paper` preset adds user, llm, linear)",
+    )
+
+
+class Params(BaseModel):
+    """The whole of params.yaml (+ presets and overrides), validated: one attribute per section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    demonstrations: DemonstrationsParams = Field(default_factory=DemonstrationsParams)
+    teacher_eval: TeacherEvalParams = Field(default_factory=TeacherEvalParams)
+    reward: RewardParams = Field(default_factory=RewardParams)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    base_model: BaseModelParams = Field(default_factory=BaseModelParams)
+    sft: SFTParams = Field(default_factory=SFTParams)
+    rl: RLParams = Field(default_factory=RLParams)
+    pipeline: PipelineParams = Field(default_factory=PipelineParams)
+    # typed by gtalign.steering/registry/serve
+    steering: dict[str, Any] = Field(default_factory=dict)
+    registry: dict[str, Any] = Field(default_factory=dict)
+    serve: dict[str, Any] = Field(default_factory=dict)
+
+    _written: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The mapping these params were parsed from, as written (for code that still reads sections by name)."""
+        return copy.deepcopy(self._written)
+
+    def written(self, name: str) -> dict[str, Any]:
+        """Section `name` as written, without defaults: what MLflow logs as the run's params."""
+        return copy.deepcopy(self._written.get(name) or {})
+
+
+def parse_params(raw: Mapping[str, Any]) -> Params:
+    """Validate a params mapping (params.yaml with presets and overrides applied) into `Params`.
+
+    A misspelt or unknown key, or a bad value, is one ParamsError listing each problem as `section.key: reason`.
+    """
+    written = {k: ({} if v is None else v) for k, v in dict(raw).items()}
+    try:
+        params = Params.model_validate(written)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ParamsError(f"params.yaml: {problems}") from None
+    params._written = copy.deepcopy(written)
+    return params
+
+
+def load_typed_params(
+    path: str | Path = DEFAULT_PARAMS, presets: Sequence[str | Path] = (), sets: Sequence[str] = ()
+) -> Params:
+    """`load_params_with`, parsed: what a driver calls once at its entry."""
+    return parse_params(load_params_with(path, presets, sets))
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from gtalign.layout import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE
+
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>")
 QWEN_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (Qwen2 pre-tokenizer regex, verbatim)
 CHAT_TEMPLATE = (
@@ -248,9 +250,6 @@ def resolve_model_path(path_or_name: str | Path) -> str:
 
 
 _IDENTITY_SPAN = 1 << 20  # bytes hashed at each end of a file
-# The training stages' held-out evaluation of a model, saved beside it (gtalign.train.common.save_eval).
-HELDOUT_EVAL_FILE = "heldout_eval.json"
-HELDOUT_GENERATIONS_FILE = "heldout_generations.jsonl"
 # Records of how a model was made, saved beside it: rewriting them (a resumed stage re-saving its arguments or
 # re-running its held-out evaluation) leaves the model what it was.
 _NOT_THE_MODEL = frozenset({"training_args.bin", "README.md", HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE})

@@ -8,10 +8,20 @@ stages and the Dagster assets call, run one after the other in this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gtalign import registry
+from gtalign.config import Params
+from gtalign.data import pull_data
+from gtalign.data import stages as data
+from gtalign.evaluate.directions import Direction, paper_directions
+from gtalign.evaluate.stages import evaluation_stage
+from gtalign.evaluate.steering import steering_eval_stage
+from gtalign.tracking import default_tracking_uri
+from gtalign.train import stages as train
 
 
 @dataclass
@@ -21,32 +31,25 @@ class PipelineSummary:
     champion: str | None = None
     decision: Any = None
     headline: dict[str, float] = field(default_factory=dict)
-    directions: list[Any] = field(default_factory=list)  # gtalign.evaluate.directions.Direction
+    directions: list[Direction] = field(default_factory=list)
 
 
-def run_pipeline(root: Path, params: Mapping[str, Any], *, log: Callable[[str], None] = print) -> PipelineSummary:
+def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = print) -> PipelineSummary:
     """Run every stage with `params`; stops at the first failing stage (its exception propagates)."""
-    from gtalign import registry, stages
-    from gtalign.data import pull_data
-    from gtalign.evaluate.directions import paper_directions
-    from gtalign.evaluate.steering import steering_eval_stage
-    from gtalign.tracking import default_tracking_uri
-    from gtalign.train import stages as train
-
     root = root.resolve()
     summary = PipelineSummary()
-    variants = stages.pipeline_variants(params)
+    variants = params.pipeline.variants
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("data: dvc pull", lambda: pull_data(root)),
-        ("curate + validate", lambda: stages.curate_stage(root, params)),
-        ("SFT demonstrations", lambda: stages.demonstrations_stage(root, params)),
-        ("rule teacher on the test sets", lambda: stages.teacher_eval_stage(root, params)),
+        ("curate + validate", lambda: data.curate_stage(root, params)),
+        ("SFT demonstrations", lambda: data.demonstrations_stage(root, params)),
+        ("rule teacher on the test sets", lambda: data.teacher_eval_stage(root, params)),
         ("base model", lambda: train.base_model_stage(root, params)),
         ("SFT", lambda: train.sft_stage(root, params)),
         *[(f"RL ({v})", lambda v=v: train.rl_stage(root, params, v)) for v in variants],
-        ("pricing steering", lambda: steering_eval_stage(root, params)),
-        ("evaluation + report", lambda: stages.evaluation_stage(root, params)),
-        ("register + promote", lambda: registry.release(root, params, tracking_uri=default_tracking_uri(root))[1]),
+        ("pricing steering", lambda: steering_eval_stage(root, params.raw)),
+        ("evaluation + report", lambda: evaluation_stage(root, params)),
+        ("register + promote", lambda: registry.release(root, params.raw, tracking_uri=default_tracking_uri(root))[1]),
     ]
     results: dict[str, Any] = {}
     for i, (name, step) in enumerate(steps, 1):

@@ -22,7 +22,8 @@ highest social welfare. `best_of_n` does that for any served model (vLLM, SGLang
 6. A teacher that is down stops the run loudly: after each chunk, when the share of failed candidate requests so far
    exceeds `max_failure_rate`, `TeacherFailureRateExceeded` is raised carrying the partial result.
 
-Use it from the pipeline with `demonstrations.teacher: openai` (params.yaml, `gtalign.stages.demonstrations_stage`).
+Use it from the pipeline with `demonstrations.teacher: openai` (params.yaml,
+`gtalign.data.stages.demonstrations_stage`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gtalign.llm_client import (
     CallCounts,
@@ -98,6 +99,31 @@ class OpenAITeacherConfig(EndpointConfig):
         """extra_body is sent as JSON and hashed into the cache key, so it must serialise deterministically."""
         check_json_serialisable(value, "extra_body")
         return value
+
+
+class DemonstrationsParams(BaseModel):
+    """params.yaml `demonstrations:`: which teacher writes the SFT demonstrations, and how they are scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: Literal["rule", "openai"] = Field(
+        "rule", description="rule (offline, right by construction) | openai (best of N by welfare, `openai:`)"
+    )
+    judge: str = Field("rule", description="scores the openai teacher's candidates and the set's welfare")
+    seed: int = Field(0, description="rule teacher only (as are analyze_rule and max_response_words)")
+    splits: list[str] = Field(default_factory=lambda: ["train"])
+    analyze_rule: str = Field("sum", description="the welfare rule the rule teacher's <analyze> applies")
+    max_response_words: int = 120
+    openai: OpenAITeacherConfig | None = Field(None, description="the served teacher (teacher: openai)")
+
+
+class TeacherEvalParams(BaseModel):
+    """params.yaml `teacher_eval:`: the rule teacher on a seeded sample of every test set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_source: int = Field(20, ge=1)
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +79,21 @@ def run(
             flat = {k: str(v)[:500] for k, v in flatten(dict(params)).items()}
             mlflow.log_params(flat)
         yield active
+
+
+def log_stage(
+    root: Path,
+    stage: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    artifacts: Iterable[Path],
+    tracking_uri: str | None,
+) -> str:
+    """One MLflow run for a data stage: its params, numeric metrics and files; returns the run id."""
+    import mlflow
+
+    with run(root, stage, params=params, tracking_uri=tracking_uri) as active:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        return active.info.run_id

@@ -133,9 +133,8 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
     import openai
 
     from gtalign.config import load_params
-    from gtalign.data import load_curated
+    from gtalign.data import load_curated, prompt_messages
     from gtalign.game import PayoffMatrix, optimal_cell
-    from gtalign.stages import prompt_messages
     from gtalign.steering import steering_config, transform_for
 
     root = demo_run.root

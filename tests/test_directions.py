@@ -60,11 +60,11 @@ def test_dagster_check_warns_when_a_direction_does_not_hold(tmp_path):
 
     import dagster as dg
 
-    from gtalign.evaluate.stages import EvalLayout
+    from gtalign.layout import Layout
     from pipelines.defs.evaluation import ASSET_CHECKS
     from pipelines.defs.resources import ProjectResource
 
-    metrics = EvalLayout(tmp_path).metrics
+    metrics = Layout(tmp_path).metrics("evaluation")
 
     @dg.asset(name="evaluation")
     def evaluation() -> None:

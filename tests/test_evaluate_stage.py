@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gtalign.config import parse_params
 from gtalign.evaluate.cli import eval_app
 from gtalign.evaluate.generate import (
     GenerationMismatchError,
@@ -155,7 +156,7 @@ def test_generation_resumes_counts_tokens_refuses_mixed_settings_and_regenerates
 
 def test_stage_report_and_recompute_from_saved_generations(root, judge):
     models = {"base": str(root / "model"), "gtalign": str(root / "model")}
-    result = evaluate_stage(root, PARAMS, models, track=False, progress=False, judge=judge)
+    result = evaluate_stage(root, parse_params(PARAMS), models, track=False, progress=False, judge=judge)
     assert set(result.evaluations) == {"base", "gtalign"} and result.run_ids == {}
     for ev in result.evaluations.values():
         assert {s: se.counts["n"] for s, se in ev.sources.items()} == {"math-hard": 2, "wildguard": 2, "ambig_qa": 2}
@@ -186,19 +187,21 @@ def test_stage_report_and_recompute_from_saved_generations(root, judge):
     out = CliRunner().invoke(eval_app, ["report", "--root", str(root), "--no-plots"])
     assert out.exit_code == 0, out.output
     assert json.loads((root / "artifacts" / "metrics" / "evaluation.json").read_text()) == metrics
-    again = report_stage(root, PARAMS, ["gtalign"], judge=judge, plots=False)
+    again = report_stage(root, parse_params(PARAMS), ["gtalign"], judge=judge, plots=False)
     assert list(again.evaluations) == ["gtalign"] and again.comparisons == [] and again.plots == []
     assert "## Pricing steering" not in again.markdown
 
 
 def test_report_includes_the_steering_section_when_steer_eval_wrote_one(root, judge):
-    evaluate_stage(root, PARAMS, {"gtalign": str(root / "model")}, track=False, progress=False, judge=judge)
+    evaluate_stage(
+        root, parse_params(PARAMS), {"gtalign": str(root / "model")}, track=False, progress=False, judge=judge
+    )
     section = "## Pricing steering\n\n| mode | source | n |\n|---|---|---|\n| api->subscription | all | 7 |\n"
     steering = root / "artifacts" / "steering" / "report.md"
     steering.parent.mkdir(parents=True)
     steering.write_text(section)
     try:
-        md = report_stage(root, PARAMS, judge=judge, plots=False).markdown
+        md = report_stage(root, parse_params(PARAMS), judge=judge, plots=False).markdown
     finally:
         steering.unlink()  # the module's other tests share this root
     # After the paper's tables, before the appendix of every estimate.

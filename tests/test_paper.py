@@ -59,8 +59,8 @@ def test_each_baseline_trains_from_the_sft_model_with_its_own_reward_and_the_sam
         stamp = paper_root / "artifacts" / "checkpoints" / f"rl-{variant}" / "gtalign_fingerprint.json"
         config = json.loads(stamp.read_text())["config"]
         assert config["reward"]["aggregation"] == config["rl"]["variant"] == variant
-        assert {k: config["rl"][k] for k in ("max_steps", "seed", "learning_rate")} == {
-            k: params["rl"][k] for k in ("max_steps", "seed", "learning_rate")
+        assert {k: config["rl"]["args"][k] for k in ("max_steps", "seed", "learning_rate")} == {
+            k: params["rl"]["args"][k] for k in ("max_steps", "seed", "learning_rate")
         }  # GTAlign's budget: the repo's params.yaml, as `make paper` trains them
         assert config["init"][1] == sft  # started from the demo's SFT model, by content
         assert model_identity(paper_root / "artifacts" / "models" / f"rl-{variant}") != sft  # and was updated

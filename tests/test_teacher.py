@@ -17,11 +17,12 @@ import pytest
 from fake_openai import FakeOpenAIServer, Reply, error
 
 import gtalign.teacher as teacher_mod
+from gtalign.config import ParamsError, parse_params
+from gtalign.data.stages import demonstrations_stage
 from gtalign.game import CELLS, PayoffMatrix
 from gtalign.protocol import check_strict, render_completion
 from gtalign.reward import RewardConfig, RewardInput, score_batch
 from gtalign.reward.judges import make_judge
-from gtalign.stages import demonstrations_stage
 from gtalign.teacher import (
     DROP_NO_REPLY,
     DROP_NO_STRICT,
@@ -297,7 +298,7 @@ def test_demonstrations_stage_with_the_openai_teacher(server: FakeOpenAIServer, 
         "demonstrations": {"teacher": "openai", "judge": "rule", "openai": teacher_cfg},
         "reward": {},
     }
-    result = demonstrations_stage(tmp_path, params, track=False)
+    result = demonstrations_stage(tmp_path, parse_params(params), track=False)
     rows = [json.loads(line) for line in result.path.read_text().splitlines()]
     assert [r["uid"] for r in rows] == ["a", "c"] and result.count == 2  # b had no valid candidate
     assert all(r["teacher"] == "openai:teacher-test" and r["completion"][0]["content"] == GOOD for r in rows)
@@ -321,10 +322,10 @@ def test_demonstrations_stage_with_the_openai_teacher(server: FakeOpenAIServer, 
     )
 
     params["demonstrations"]["teacher"] = "rule"
-    rule = demonstrations_stage(tmp_path, params, track=False)
+    rule = demonstrations_stage(tmp_path, parse_params(params), track=False)
     rule_rows = [json.loads(line) for line in rule.path.read_text().splitlines()]
     assert [r["teacher"] for r in rule_rows] == ["rule"] * 3 and "teacher_kept" not in rule.metrics
 
     params["demonstrations"]["teacher"] = "oracle"
-    with pytest.raises(ValueError, match=r"demonstrations\.teacher must be 'rule' or 'openai'"):
-        demonstrations_stage(tmp_path, params, track=False)
+    with pytest.raises(ParamsError, match=r"demonstrations\.teacher: Input should be 'rule' or 'openai'"):
+        parse_params(params)

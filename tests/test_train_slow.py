@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import BIN, REPO_ROOT
 
-from gtalign.config import load_params
+from gtalign.config import load_params, parse_params
 from gtalign.reward import RewardInput, score_batch
 from gtalign.train.common import last_checkpoint
 
@@ -54,11 +54,13 @@ def test_sft_lifts_strict_format_validity(demo_run, project):
     assert m["heldout_strict_valid"] >= 0.9  # the target, on curated dev prompts never trained on
     assert m["heldout_welfare"] > m["init_welfare"] + 0.3
     assert m["loss_finite"] == 1.0 and m["loss_final"] < m["loss_first"] / 4
-    assert m["global_step"] == params["sft"]["max_steps"]
+    assert m["global_step"] == params["sft"]["args"]["max_steps"]
     assert (root / "artifacts" / "models" / "sft" / "model.safetensors").is_file()
     curve = (demo_run.root / "artifacts" / "plots" / "sft_loss.csv").read_text().splitlines()
     steps = [int(line.split(",")[0]) for line in curve[1:]]
-    assert curve[0].startswith("step,loss") and steps == sorted(steps) and steps[-1] == params["sft"]["max_steps"]
+    assert (
+        curve[0].startswith("step,loss") and steps == sorted(steps) and steps[-1] == params["sft"]["args"]["max_steps"]
+    )
 
 
 def test_rl_optimises_exactly_score_batch_and_tracks_it(project):
@@ -71,14 +73,14 @@ def test_rl_optimises_exactly_score_batch_and_tracks_it(project):
     root, params, _ = project
     p = json.loads(json.dumps(params))
     # one update per rollout batch, so that each logged step is exactly one batch of fresh completions
-    p["rl"].update(
+    p["rl"]["args"].update(
         {"max_steps": 3, "max_completion_length": 160, "save_steps": 100, "logging_steps": 1, "num_iterations": 1}
     )
     p["rl"]["eval"].update({"per_source": 4})
     uri = f"sqlite:///{root}/mlflow-rl.db"
-    result = rl_stage(root, p, "cobb_douglas", tracking_uri=uri, record_rewards=True)
+    result = rl_stage(root, parse_params(p), "cobb_douglas", tracking_uri=uri, record_rewards=True)
     reward = result.reward
-    per_step = p["rl"]["per_device_train_batch_size"]
+    per_step = p["rl"]["args"]["per_device_train_batch_size"]
     assert len(reward.history) == 3 * per_step
     rescored = score_batch(
         [RewardInput(h["completion"], h["data_source"], h["ground_truth"], h["extra_info"]) for h in reward.history],
@@ -95,7 +97,7 @@ def test_rl_optimises_exactly_score_batch_and_tracks_it(project):
     run = MlflowClient().get_run(result.run_id)
     assert run.data.tags["gtalign.rl_algorithm"].startswith("grpo (paper: PPO/GAE on verl; TRL 1.x has no PPO)")
     assert run.data.tags["gtalign.variant"] == "cobb_douglas" and "gtalign.data_version" in run.data.tags
-    assert run.data.params["rl.num_generations"] == str(p["rl"]["num_generations"])
+    assert run.data.params["rl.args.num_generations"] == str(p["rl"]["args"]["num_generations"])
     assert {"reward", "welfare/U/all", "welfare/L/all", "welfare/judge_failures/all", "heldout_welfare"} <= set(
         run.data.metrics
     )
@@ -108,8 +110,8 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
         sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS,
-        "--no-eval", "--set", "sft.max_steps=8", "--set", "sft.save_steps=2", "--set",
-        "sft.logging_steps=1", "--set", "sft.warmup_steps=0", "--set", "sft.save_total_limit=null",
+        "--no-eval", "--set", "sft.args.max_steps=8", "--set", "sft.args.save_steps=2", "--set",
+        "sft.args.logging_steps=1", "--set", "sft.args.warmup_steps=0", "--set", "sft.args.save_total_limit=null",
     ]  # fmt: skip
     ckpts = work / "artifacts" / "checkpoints" / "sft"
     proc = subprocess.Popen(cmd, cwd=work, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -146,7 +148,7 @@ def test_accelerate_launch_single_cpu_process(project, tmp_path):
     cmd = [
         str(BIN / "accelerate"), "launch", "--config_file", CPU_SINGLE,
         "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS, "--no-eval",
-        "--set", "sft.max_steps=3", "--set", "sft.save_steps=3", "--set", "sft.logging_steps=1",
+        "--set", "sft.args.max_steps=3", "--set", "sft.args.save_steps=3", "--set", "sft.args.logging_steps=1",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

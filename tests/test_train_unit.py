@@ -18,7 +18,7 @@ from gtalign.train.common import (
     curve_markdown,
     last_checkpoint,
     prepare_checkpoints,
-    score_generations,
+    score_heldout,
     write_curve,
 )
 from gtalign.train.reward_fn import WelfareReward, batch_metrics, completion_text
@@ -196,9 +196,9 @@ def test_batch_metrics_without_scored_rows_keeps_counts_only():
     assert m["welfare/judge_failures/wildguard"] == 1.0 and "welfare/score/wildguard" not in m
 
 
-def test_score_generations_strict_validity_and_welfare():
+def test_score_heldout_strict_validity_and_welfare():
     rows = [HeldOutRow(f"u{i}", s, [], g, {}) for i, (_, s, g) in enumerate(ROWS)]
-    ev = score_generations(rows, [c for c, _, _ in ROWS], StubJudge(), RewardConfig())
+    ev = score_heldout(rows, [c for c, _, _ in ROWS], StubJudge(), RewardConfig())
     assert ev.n == 5 and ev.strict_valid == pytest.approx(4 / 5)
     assert ev.judge_failures == 1 and ev.format_errors == 1
     scored = [
@@ -278,15 +278,15 @@ def test_params_sections_validate_and_the_repo_defaults_load():
     import yaml
     from pydantic import ValidationError
 
-    from gtalign.train.sft import SFTParams
-    from gtalign.train.stages import BaseModelParams, rl_params
+    from gtalign.config import parse_params
+    from gtalign.train.params import SFTParams
 
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    assert SFTParams(**params["sft"]).max_steps >= 1
-    assert BaseModelParams(**params["base_model"]).kind == "tiny"
-    assert rl_params(params, "user").variant == "user"
+    params = parse_params(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+    assert params.sft.args["max_steps"] >= 1
+    assert params.base_model.kind == "tiny"
+    assert params.rl.with_variant("user").variant == "user"
     with pytest.raises(ValidationError):
-        rl_params(params, "ppo")
+        params.rl.with_variant("ppo")
     with pytest.raises(ValidationError):
         SFTParams(learnig_rate=1.0)  # a typo is an error, not a silent default
 
@@ -294,19 +294,22 @@ def test_params_sections_validate_and_the_repo_defaults_load():
 def test_trl_config_is_cpu_safe_here(tmp_path):
     from trl import GRPOConfig
 
-    from gtalign.train.rl import RLParams, grpo_args
+    from gtalign.train.params import RLParams
+    from gtalign.train.rl import grpo_args
 
-    args = grpo_args(RLParams(args={"log_completions": True}), tmp_path, report_to="none", run_name="t")
+    cfg = RLParams(args={"log_completions": True, "num_generations": 4})
+    args = grpo_args(cfg, tmp_path, report_to="none", run_name="t")
     assert isinstance(args, GRPOConfig)
     assert args.bf16 is False and args.use_cpu is True and args.num_generations == 4
     assert args.log_completions is True and args.beta == 0.0
 
 
 def test_pipes_reports_checks_from_results(tmp_path):
+    from gtalign.config import parse_params
     from gtalign.train.pipes_entry import rl_report, sft_report
     from gtalign.train.stages import RLResult, SFTResult
 
-    params = {"sft": {"min_strict_valid": 0.9}, "rl": {"collapse_ratio": 0.8}}
+    params = parse_params({"sft": {"min_strict_valid": 0.9}, "rl": {"collapse_ratio": 0.8}})
     good = SFTResult(
         tmp_path, {"heldout_strict_valid": 0.95, "heldout_strict_valid/math-hard": 0.9}, [{"step": 5, "loss": 1.0}]
     )

@@ -6,7 +6,8 @@
     pareto.py     App. C.1 Pareto metrics (coverage, hypervolume, regret, dominance) as pure functions
     paper.py      the paper's published numbers (gtalign/resources/paper_results.json)
     report.py     report.md / report.html, PNG plots, CSVs for `dvc plots`, flat numbers for `dvc metrics`
-    stages.py     `evaluate_stage` / `report_stage` (params `evaluate:`), one MLflow run per model
+    config.py     the `evaluate:` section of params.yaml (`EvaluateConfig`)
+    stages.py     `evaluate_stage` / `report_stage` / `evaluation_stage`, one MLflow run per model
     steering.py   `steering_eval_stage`: pricing steering on held-out prompts (params `steering:`), its report section
     cli.py        `gtalign eval run|report` (typer sub-app `eval_app`)
 
@@ -36,7 +37,7 @@ _EXPORTS = {
     "compare": "pareto",
     "Report": "report",
     "write_report": "report",
-    "EvaluateConfig": "stages",
+    "EvaluateConfig": "config",
     "EvaluateResult": "stages",
     "evaluate_stage": "stages",
     "report_stage": "stages",

@@ -2,7 +2,7 @@
 
 Mount with `app.add_typer(eval_app, name="eval")` in gtalign/cli.py. Examples::
 
-    gtalign eval run --model sft=artifacts/models/sft --model gtalign=artifacts/models/rl_cobb_douglas \\
+    gtalign eval run --model sft=artifacts/models/sft --model gtalign=artifacts/models/rl-cobb_douglas \\
         --run-id gtalign=<mlflow run id>
     gtalign eval report                  # every model under artifacts/evaluation/, no model loaded
 """
@@ -10,11 +10,14 @@ Mount with `app.add_typer(eval_app, name="eval")` in gtalign/cli.py. Examples::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail
+from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail, parsed
+
+if TYPE_CHECKING:
+    from gtalign.config import Params
 
 eval_app = typer.Typer(
     help="Evaluation: generation on the held-out sets, the paper's tables, the report.", no_args_is_help=True
@@ -39,11 +42,11 @@ def _params(
     overrides: dict[str, object],
     presets: list[Path] | None = None,
     sets: list[str] | None = None,
-) -> dict:
+) -> Params:
     p = cli_params(root, params, presets=presets, sets=sets)
     evaluate = dict(p.get("evaluate") or {})
     evaluate.update({k: v for k, v in overrides.items() if v is not None})
-    return {**p, "evaluate": evaluate}
+    return parsed({**p, "evaluate": evaluate})
 
 
 def _summary(result) -> None:
@@ -135,7 +138,7 @@ def eval_pipeline(
 
     `--preset configs/presets/paper.yaml` or `--set 'pipeline.variants=[cobb_douglas,user]'` picks the variants."""
     from gtalign.evaluate.generate import GenerationMismatchError
-    from gtalign.stages import evaluation_stage
+    from gtalign.evaluate.stages import evaluation_stage
 
     try:
         result = evaluation_stage(root.resolve(), _params(root, params, {}, preset, set_))

@@ -29,6 +29,9 @@ from typing import Any
 
 import pandas as pd
 
+from gtalign.data.prompts import extra_info_of, prompt_messages
+from gtalign.modeling import chat_prompt, generate, load_model, model_identity, resolve_model_path
+
 log = logging.getLogger(__name__)
 
 GENERATIONS_FILE = "generations.jsonl"
@@ -157,8 +160,6 @@ class GenerateSummary:
 
 
 def _settings(model_path: str, max_new_tokens: int, temperature: float, top_p: float, style: str) -> dict[str, Any]:
-    from gtalign.modeling import model_identity
-
     return {
         "model_path": model_path,
         "model_id": model_identity(model_path),
@@ -188,8 +189,6 @@ def _progress(total: int, desc: str, enabled: bool):
 def _default_loader(device: str | None) -> Callable[[str], tuple[Any, Any]]:
     def load(path: str) -> tuple[Any, Any]:
         import torch
-
-        from gtalign.modeling import load_model, resolve_model_path
 
         chosen = device
         if device == "auto":
@@ -223,9 +222,6 @@ def generate_resumable(
     batch pads little; the file order does not matter (records are keyed by uid). Sampling (temperature > 0) is
     seeded per batch, so an interrupted run reproduces an uninterrupted one only when batches line up.
     """
-    from gtalign.modeling import chat_prompt, generate
-    from gtalign.stages import extra_info_of, prompt_messages
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / GENERATIONS_FILE

@@ -16,8 +16,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gtalign.layout import rl_model_name
+
 __all__ = ["PAPER_ALIASES", "PaperResults", "load_paper_results", "paper_key"]
 
+# RL variant -> the paper's method it reproduces
+RL_VARIANTS_IN_PAPER = {"cobb_douglas": "gtalign", "linear": "linear", "user": "user_reward", "llm": "llm_reward"}
 # our model / variant name -> the paper's method key in paper_results.json
 PAPER_ALIASES: dict[str, str] = {
     "base": "qwen2.5-3b",
@@ -26,16 +30,14 @@ PAPER_ALIASES: dict[str, str] = {
     "sft": "sft",
     "gtalign": "gtalign",
     "cobb_douglas": "gtalign",
-    "rl_cobb_douglas": "gtalign",
     "linear": "linear",
-    "rl_linear": "linear",
     "user": "user_reward",
     "user_reward": "user_reward",
-    "rl_user": "user_reward",
     "llm": "llm_reward",
     "llm_reward": "llm_reward",
-    "rl_llm": "llm_reward",
     "qwen3-32b": "qwen3-32b",
+    # a model evaluated under its folder name (artifacts/models/rl-<variant>)
+    **{rl_model_name(v): key for v, key in RL_VARIANTS_IN_PAPER.items()},
 }
 
 

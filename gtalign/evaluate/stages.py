@@ -1,10 +1,11 @@
 """The `evaluate` stage: generate with every model on the same held-out prompts, score, compare, report, track.
 
-Follows `gtalign.stages`: reads the `evaluate:` (and `reward:`, `curate:`) sections of params.yaml, writes under
+Like every stage it reads the `evaluate:` (and `reward:`, `curate:`) sections of params.yaml, writes under
 `artifacts/` (generations and per-row scores in `artifacts/evaluation/<model>/`, the report, plots and CSVs in
 `artifacts/report/`, flat numbers in `artifacts/metrics/evaluation.json`), logs one MLflow run per model (tagged
 `gtalign.evaluates_run` with the training run it evaluates, when known) and returns a result object the Dagster asset
-turns into metadata. `report_stage` recomputes everything from the saved generations, without any model.
+turns into metadata. `report_stage` recomputes everything from the saved generations, without any model;
+`evaluation_stage` evaluates the pipeline's own models (base, SFT, each RL variant).
 
 Every model is evaluated under the same welfare (`evaluate.aggregation`, Cobb-Douglas by default, as the paper
 compares all its methods by W = sqrt(U L)) and the same judge, whatever reward it was trained with.
@@ -20,76 +21,38 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from gtalign.config import reward_config, section
-from gtalign.evaluate.generate import GENERATIONS_FILE, GenerateSummary, Generation, load_generations
-from gtalign.evaluate.metrics import ModelEvaluation
-from gtalign.evaluate.pareto import PairwiseComparison
-from gtalign.evaluate.report import Report
-from gtalign.stages import Layout, _write_metrics
+from gtalign import tracking
+from gtalign.config import Params
+from gtalign.data import load_curated
+from gtalign.evaluate.config import EvaluateConfig
+from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
+from gtalign.evaluate.generate import (
+    GENERATIONS_FILE,
+    GenerateSummary,
+    Generation,
+    generate_resumable,
+    load_generations,
+    select_rows,
+)
+from gtalign.evaluate.metrics import ModelEvaluation, evaluate_model, paired_welfare_difference, score_generations
+from gtalign.evaluate.paper import paper_key
+from gtalign.evaluate.pareto import PairwiseComparison, compare
+from gtalign.evaluate.report import Report, flat_metrics, write_report
+from gtalign.layout import MLFLOW_RUN_FILE, Layout, rl_model_name, write_metrics
+from gtalign.reward.judges import make_judge
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EvalLayout",
-    "EvaluateConfig",
     "EvaluateResult",
     "compare_models",
     "evaluate_stage",
+    "evaluation_stage",
+    "pipeline_models",
     "report_stage",
 ]
 
 MAX_LOGGED_GENERATIONS_BYTES = 100 * 2**20
-
-
-class EvaluateConfig(BaseModel):
-    """The `evaluate:` section of params.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    splits: list[str] = Field(default_factory=lambda: ["test"], description="curated splits evaluated on")
-    sources: list[str] | None = Field(None, description="restrict to these sources (None = all seven)")
-    per_source: int | None = Field(None, ge=1, description="seeded sample per source (tiny preset); None = all")
-    max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
-    temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    bootstrap_resamples: int = Field(1000, ge=0)
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    seed: int = 0
-    judge: str = Field("rule", description="column | rule | openai (options under reward.judge.<kind>)")
-    aggregation: str = Field("cobb_douglas", description="welfare every model is compared by")
-    device: str | None = Field("auto", description="auto (CUDA when available) | cpu | cuda:0 | ...")
-    normalize_hypervolume: bool = Field(False, description="divide HV by the ranges (App. C.1 does not)")
-    paper_models: dict[str, str] = Field(default_factory=dict, description="our model -> paper method key")
-
-
-@dataclass(frozen=True)
-class EvalLayout:
-    """Where evaluation writes (dvc.yaml names the same paths)."""
-
-    root: Path
-
-    @property
-    def evaluation(self) -> Path:
-        return Layout(self.root).artifacts / "evaluation"
-
-    @property
-    def report(self) -> Path:
-        return Layout(self.root).artifacts / "report"
-
-    @property
-    def metrics(self) -> Path:
-        return Layout(self.root).metrics("evaluation")
-
-    @property
-    def steering_report(self) -> Path:
-        """`gtalign steer eval`'s section (gtalign.steering): included in the report when it exists."""
-        return Layout(self.root).artifacts / "steering" / "report.md"
-
-    def model_dir(self, model: str) -> Path:
-        return self.evaluation / model
 
 
 @dataclass
@@ -111,15 +74,8 @@ class EvaluateResult:
         return self.report.plots
 
 
-def _config(params: Mapping[str, Any]) -> EvaluateConfig:
-    return EvaluateConfig(**section(dict(params), "evaluate"))
-
-
-def _judge(params: Mapping[str, Any], kind: str) -> Any:
-    from gtalign.reward.judges import make_judge
-
-    options = dict(section(section(dict(params), "reward"), "judge").get(kind) or {})
-    return make_judge(kind, **options)
+def _judge(params: Params, kind: str) -> Any:
+    return make_judge(kind, **params.reward.judge.of(kind))
 
 
 def compare_models(
@@ -129,9 +85,6 @@ def compare_models(
     normalize_hypervolume: bool = False,
 ) -> list[PairwiseComparison]:
     """Table 6 for every source and every pair of models; GTAlign (by paper alias) is put first, as in the paper."""
-    from gtalign.evaluate.paper import paper_key
-    from gtalign.evaluate.pareto import compare
-
     out = []
     sources = list(dict.fromkeys(s for ev in evaluations for s in ev.sources))
     for source in sources:
@@ -160,7 +113,7 @@ def _write_scores(path: Path, ev: ModelEvaluation) -> Path:
 
 def _score_and_report(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     cfg: EvaluateConfig,
     generations: Mapping[str, list[Generation]],
     *,
@@ -168,12 +121,8 @@ def _score_and_report(
     judge: Any | None,
     plots: bool = True,
 ) -> tuple[Report, dict[str, ModelEvaluation], list[PairwiseComparison], dict[str, float], dict[str, Path]]:
-    from gtalign.evaluate.directions import directions_markdown, directions_metrics, paper_directions
-    from gtalign.evaluate.metrics import evaluate_model, paired_welfare_difference, score_generations
-    from gtalign.evaluate.report import flat_metrics, write_report
-
-    layout = EvalLayout(root)
-    reward_cfg = reward_config(dict(params), aggregation=cfg.aggregation)
+    layout = Layout(root)
+    reward_cfg = params.reward.config(aggregation=cfg.aggregation)
     the_judge = judge if judge is not None else _judge(params, cfg.judge)
     evaluations: dict[str, ModelEvaluation] = {}
     paths: dict[str, Path] = {}
@@ -181,7 +130,7 @@ def _score_and_report(
         rows = score_generations(gens, the_judge, reward_cfg, progress=progress)
         ev = evaluate_model(name, rows, resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed)
         evaluations[name] = ev
-        model_dir = layout.model_dir(name)
+        model_dir = layout.evaluation_dir(name)
         model_dir.mkdir(parents=True, exist_ok=True)
         paths[f"{name}_scores"] = _write_scores(model_dir / "scores.jsonl", ev)
         (model_dir / "evaluation.json").write_text(json.dumps(ev.to_dict(), indent=1) + "\n", encoding="utf-8")
@@ -232,16 +181,16 @@ def _score_and_report(
             *([steering.read_text(encoding="utf-8")] if steering.is_file() else []),
         ],
     )
-    _write_metrics(layout.metrics, metrics)
+    write_metrics(layout.metrics("evaluation"), metrics)
     paths.update(report.files)
-    paths["metrics"] = layout.metrics
+    paths["metrics"] = layout.metrics("evaluation")
     return report, evaluations, comparisons, metrics, paths
 
 
 def _track(
     root: Path,
     cfg: EvaluateConfig,
-    params: Mapping[str, Any],
+    params: Params,
     evaluations: Mapping[str, ModelEvaluation],
     comparisons: Sequence[PairwiseComparison],
     report: Report,
@@ -252,11 +201,9 @@ def _track(
     """One MLflow run per model: its metrics (with CIs and counts), its pairwise Table 6 numbers, the report."""
     import mlflow
 
-    from gtalign import tracking
-
-    layout = EvalLayout(root)
+    layout = Layout(root)
     run_ids = {}
-    logged_params = {"evaluate": cfg.model_dump(mode="json"), "reward": section(dict(params), "reward")}
+    logged_params = {"evaluate": cfg.model_dump(mode="json"), "reward": params.written("reward")}
     for name, ev in evaluations.items():
         tags = {"gtalign.stage": "evaluate", "gtalign.model": name}
         if name in model_paths:
@@ -277,7 +224,7 @@ def _track(
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             for path in report.files.values():
                 mlflow.log_artifact(str(path), artifact_path="report")
-            model_dir = layout.model_dir(name)
+            model_dir = layout.evaluation_dir(name)
             for fname in ("scores.jsonl", "evaluation.json", GENERATIONS_FILE):
                 p = model_dir / fname
                 if p.exists() and p.stat().st_size <= MAX_LOGGED_GENERATIONS_BYTES:
@@ -288,7 +235,7 @@ def _track(
 
 def evaluate_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     models: Mapping[str, str | Path],
     *,
     training_run_ids: Mapping[str, str] | None = None,
@@ -306,19 +253,16 @@ def evaluate_stage(
     overrides `evaluate.judge` with a ready Judge object (tests, a shared server client); `loader` overrides
     `gtalign.modeling.load_model`.
     """
-    from gtalign.data import load_curated
-    from gtalign.evaluate.generate import generate_resumable, select_rows
-
     if not models:
         raise ValueError("evaluate_stage needs at least one model (name -> path)")
     for name in models:
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"model name {name!r} must be a plain folder name")
     root = Path(root)
-    cfg = _config(params)
-    layout = EvalLayout(root)
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
-    table = load_curated(Layout(root).curated)
+    cfg = params.evaluate
+    layout = Layout(root)
+    style = params.curate.prompt_style
+    table = load_curated(layout.curated)
     rows = select_rows(table, splits=cfg.splits, per_source=cfg.per_source, sources=cfg.sources, seed=cfg.seed)
     uids = set(rows["uid"].astype(str))
     generated: dict[str, GenerateSummary] = {}
@@ -328,7 +272,7 @@ def evaluate_stage(
             name,
             path,
             rows,
-            layout.model_dir(name),
+            layout.evaluation_dir(name),
             prompt_style=style,
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
@@ -365,7 +309,7 @@ def evaluate_stage(
 
 def report_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     models: Sequence[str] | None = None,
     *,
     training_run_ids: Mapping[str, str] | None = None,
@@ -381,8 +325,8 @@ def report_stage(
     generations file, by name). All of each file's records are used.
     """
     root = Path(root)
-    cfg = _config(params)
-    layout = EvalLayout(root)
+    cfg = params.evaluate
+    layout = Layout(root)
     if models is None:
         found = sorted(p.parent.name for p in layout.evaluation.glob(f"*/{GENERATIONS_FILE}"))
         models = found
@@ -390,7 +334,7 @@ def report_stage(
         raise FileNotFoundError(f"no {GENERATIONS_FILE} under {layout.evaluation} (run `gtalign eval run` first)")
     generations = {}
     for name in models:
-        path = layout.model_dir(name) / GENERATIONS_FILE
+        path = layout.evaluation_dir(name) / GENERATIONS_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path}: no generations for model {name!r}")
         generations[name] = sorted(load_generations(path), key=lambda g: (g.source, g.uid))
@@ -404,3 +348,35 @@ def report_stage(
         else {}
     )
     return EvaluateResult(report, evaluations, comparisons, metrics, paths, {}, run_ids)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation of the pipeline's own models: base, SFT and each RL variant, on the same prompts
+# ---------------------------------------------------------------------------------------------------------------
+def pipeline_models(root: Path, variants: Sequence[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Display name -> model folder, and -> the MLflow run that trained it (when the training left its id).
+
+    Names are what the report and `artifacts/metrics/evaluation.json` use: `base`, `sft`, then the variant names
+    (`cobb_douglas` is GTAlign).
+    """
+    layout = Layout(root)
+    folders = {"base": "base", "sft": "sft", **{v: rl_model_name(v) for v in variants}}
+    models, run_ids = {}, {}
+    for name, folder in folders.items():
+        path = layout.model(folder)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: model {name!r} has not been trained yet (run the training stages)")
+        models[name] = path
+        id_file = layout.checkpoints(folder) / MLFLOW_RUN_FILE
+        if id_file.is_file():
+            run_ids[name] = id_file.read_text().strip()
+    return models, run_ids
+
+
+def evaluation_stage(
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
+) -> EvaluateResult:
+    """Evaluate base, SFT and every RL variant of `pipeline.variants` on the same held-out prompts; write the
+    report. Each model's evaluation is its own MLflow run, linked to the run that trained it."""
+    models, run_ids = pipeline_models(root, params.pipeline.variants)
+    return evaluate_stage(root, params, models, training_run_ids=run_ids, tracking_uri=tracking_uri, track=track)

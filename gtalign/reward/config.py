@@ -6,7 +6,7 @@ differ only in `aggregation`, never in copied code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -61,3 +61,27 @@ class RewardConfig(_Strict):
         if self.aggregation == "ces" and self.rho == 0:
             raise ValueError("ces with rho=0 is cobb_douglas: use aggregation=cobb_douglas")
         return self
+
+
+class JudgeOptions(_Strict):
+    """params.yaml `reward.judge`: options per judge kind (`gtalign.reward.judges.make_judge(kind, **options)`)."""
+
+    column: dict[str, Any] | None = None
+    rule: dict[str, Any] | None = None
+    openai: dict[str, Any] | None = None
+
+    def of(self, kind: str) -> dict[str, Any]:
+        """The options of judge `kind` ({} for a kind without options; make_judge rejects an unknown kind)."""
+        return dict(getattr(self, kind, None) or {})
+
+
+class RewardParams(RewardConfig):
+    """params.yaml `reward:`: the reward (a RewardConfig) and the options of each judge."""
+
+    judge: JudgeOptions = JudgeOptions()
+
+    def config(self, **overrides: Any) -> RewardConfig:
+        """The RewardConfig, with `overrides` (None values ignored), e.g. `aggregation=` an RL variant."""
+        values = self.model_dump(exclude={"judge"})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return RewardConfig.model_validate(values)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail
+from gtalign.cli_support import PRESET_OPTION, SET_OPTION, cli_params, fail, parsed
 
 train_app = typer.Typer(help="Training: base model, SFT warm start, welfare-reward RL (GRPO).", no_args_is_help=True)
 
@@ -60,7 +60,10 @@ def base(
     from gtalign.train.stages import base_model_stage
 
     result = _run(
-        base_model_stage, root.resolve(), cli_params(root, params, presets=preset, sets=set_), track=not no_track
+        base_model_stage,
+        root.resolve(),
+        parsed(cli_params(root, params, presets=preset, sets=set_)),
+        track=not no_track,
     )
     _summary(f"base model ({result.kind})", result.metrics, list(result.metrics), result.path)
 
@@ -80,7 +83,7 @@ def sft(
     result = _run(
         sft_stage,
         root.resolve(),
-        cli_params(root, params, presets=preset, sets=set_),
+        parsed(cli_params(root, params, presets=preset, sets=set_)),
         track=not no_track,
         evaluate=not no_eval,
     )
@@ -108,7 +111,7 @@ def rl(
     result = _run(
         rl_stage,
         root.resolve(),
-        cli_params(root, params, presets=preset, sets=set_),
+        parsed(cli_params(root, params, presets=preset, sets=set_)),
         variant,
         track=not no_track,
         evaluate=not no_eval,

@@ -1,4 +1,4 @@
-"""What SFT and RL share: output layout, resumable checkpoints, TRL config defaults, held-out evaluation, curves.
+"""What SFT and RL share: resumable checkpoints, TRL config defaults, held-out evaluation, curves, MLflow runs.
 
 Kept free of Dagster and of MLflow specifics (those live in `gtalign.train.stages` and `gtalign.tracking`), and of
 module-level torch/TRL imports, so that `gtalign train --help` and the unit tests start fast.
@@ -21,67 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import pandas as pd
 
-from gtalign.modeling import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE
+from gtalign import tracking
+from gtalign.config import ParamsError
+from gtalign.data import load_curated
+from gtalign.data.prompts import extra_info_of, prompt_messages
+from gtalign.evaluate.generate import Generation
+from gtalign.evaluate.metrics import score_generations
+from gtalign.layout import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE, MLFLOW_RUN_FILE, Layout
+from gtalign.modeling import generate, load_model, model_identity
+from gtalign.train.params import EvalParams
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINGERPRINT_FILE = "gtalign_fingerprint.json"
-MLFLOW_RUN_FILE = "gtalign_mlflow_run_id"
-
-
-class StrictModel(BaseModel):
-    """params.yaml sections are validated: a typo in a key fails loudly instead of silently using a default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class EvalParams(StrictModel):
-    """Held-out evaluation: greedy generations on curated rows never trained on, scored like the RL reward."""
-
-    splits: list[str] = Field(default_factory=lambda: ["dev"])
-    per_source: int = Field(20, ge=1, description="rows per source (sources = those with demonstrations)")
-    max_new_tokens: int = Field(320, ge=1)
-    batch_size: int = Field(32, ge=1)
-    judge: str = Field("rule", description="judge for held-out scoring (rule: offline, deterministic)")
-    seed: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Layout and processes
+# Processes
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainLayout:
-    """Where training writes. Checkpoints live outside the model folders on purpose: `dvc repro` deletes a stage's
-    outputs before running it, which would delete the checkpoints a killed run must resume from."""
-
-    root: Path
-
-    def model(self, name: str) -> Path:
-        return self.root / "artifacts" / "models" / name
-
-    def checkpoints(self, name: str) -> Path:
-        return self.root / "artifacts" / "checkpoints" / name
-
-    def metrics(self, name: str) -> Path:
-        return self.root / "artifacts" / "metrics" / f"{name}.json"
-
-    def plot(self, name: str, curve: str) -> Path:
-        return self.root / "artifacts" / "plots" / f"{name}_{curve}.csv"
-
-    @property
-    def demonstrations(self) -> Path:
-        return self.root / "artifacts" / "demonstrations" / "demonstrations.jsonl"
-
-    @property
-    def curated(self) -> Path:
-        return self.root / "artifacts" / "curated"
-
-    @property
-    def eval_cache(self) -> Path:
-        return self.root / "artifacts" / "cache" / "heldout_eval"
-
-
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -149,14 +107,16 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def trl_config(cls: type, *, fields: Mapping[str, Any], passthrough: Mapping[str, Any] | None = None) -> Any:
-    """An `SFTConfig`/`GRPOConfig` with our defaults, then `fields`, then the section's free-form `args`.
+def trl_config(cls: type, *, section: str, fields: Mapping[str, Any], passthrough: Mapping[str, Any]) -> Any:
+    """An `SFTConfig`/`GRPOConfig` with our defaults, then `fields`, then the section's `args` (params.yaml
+    `sft.args` / `rl.args`, or a preset such as configs/train/qwen2.5-3b.yaml): any field the TRL config has.
 
     TRL defaults to bf16 (which fails on CPU) and to activation checkpointing (slower, useless for a tiny model):
-    on CPU both are off and `use_cpu` is on; on GPU bf16 stays on. `args` (params.yaml `sft.args` / `rl.args`, or a
-    preset such as configs/train/qwen2.5-3b.yaml) may set anything else the TRL config accepts: deepspeed, vLLM, ...
+    on CPU both are off and `use_cpu` is on; on GPU bf16 stays on. The data order follows `seed` unless `data_seed`
+    is given. A name or value TRL rejects is a ParamsError naming `<section>.args`.
     """
     gpu = cuda_available()
+    args = dict(passthrough)
     kwargs: dict[str, Any] = {
         "bf16": gpu,
         "use_cpu": not gpu,
@@ -166,9 +126,13 @@ def trl_config(cls: type, *, fields: Mapping[str, Any], passthrough: Mapping[str
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
         **fields,
-        **dict(passthrough or {}),
+        **({"data_seed": args["seed"]} if "seed" in args else {}),
+        **args,
     }
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ParamsError(f"params.yaml: {section}.args: {cls.__name__} rejects it: {e}") from None
 
 
 def enable_kv_cache(model: Any) -> None:
@@ -229,20 +193,13 @@ class HeldOutRow:
     split: str = ""
 
 
-def held_out_rows(root: Path, params: Mapping[str, Any], cfg: EvalParams) -> list[HeldOutRow]:
+def held_out_rows(root: Path, prompt_style: str, cfg: EvalParams) -> list[HeldOutRow]:
     """Curated rows of `cfg.splits` from the sources that have demonstrations, `per_source` each, deterministic.
 
     The prompts use the same rendering as the demonstrations (params `curate.prompt_style`), so the evaluation
     measures the trained format, not a prompt mismatch.
     """
-    import pandas as pd
-
-    from gtalign.config import section
-    from gtalign.data import load_curated
-    from gtalign.stages import extra_info_of, prompt_messages
-
-    layout = TrainLayout(root)
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
+    layout = Layout(root)
     table = load_curated(layout.curated)
     sources = sorted(set(table.loc[table["split"] == "train", "source"].astype(str)))
     rows = table[table["split"].isin(cfg.splits) & table["source"].isin(sources)]
@@ -252,7 +209,7 @@ def held_out_rows(root: Path, params: Mapping[str, Any], cfg: EvalParams) -> lis
         HeldOutRow(
             str(r["uid"]),
             str(r["source"]),
-            prompt_messages(r, style),
+            prompt_messages(r, prompt_style),
             "" if pd.isna(r["ground_truth"]) else str(r["ground_truth"]),
             extra_info_of(r),
             str(r["split"]),
@@ -297,23 +254,19 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
-def score_generations(
-    rows: Sequence[HeldOutRow], completions: Sequence[str], judge: Any, reward_cfg: Any
-) -> PolicyEval:
-    """Strict validity and welfare of completions for `rows` (pure given the judge; no model involved)."""
-    from gtalign.protocol import check_strict
-    from gtalign.reward import RewardInput, score_batch
-
-    results = score_batch(
-        [RewardInput(c, r.source, r.ground_truth, r.extra_info) for r, c in zip(rows, completions, strict=True)],
-        judge,
-        reward_cfg,
-    )
-    strict = [check_strict(c) for c in completions]
+def score_heldout(rows: Sequence[HeldOutRow], completions: Sequence[str], judge: Any, reward_cfg: Any) -> PolicyEval:
+    """Strict validity and welfare of completions for `rows` (pure given the judge; no model involved), scored by
+    the evaluation stage's `score_generations`: the RL reward and `check_strict`, one code path."""
+    gens = [
+        Generation(r.uid, r.source, "", "heldout", r.prompt, c, r.ground_truth, r.extra_info)
+        for r, c in zip(rows, completions, strict=True)
+    ]
+    scored = score_generations(gens, judge, reward_cfg)
+    results = [s.result for s in scored]
     by: dict[str, list[tuple[Any, bool]]] = defaultdict(list)
-    for r, res, s in zip(rows, results, strict, strict=True):
-        by[r.source].append((res, s.ok))
-    scored = [res for res in results if res.score is not None]
+    for r, s in zip(rows, scored, strict=True):
+        by[r.source].append((s.result, s.strict_ok))
+    known = [res for res in results if res.score is not None]
     by_source = {
         source: {
             "n": float(len(items)),
@@ -322,25 +275,25 @@ def score_generations(
         }
         for source, items in sorted(by.items())
     }
-    reasons = Counter((s.reason or "").split(" (", 1)[0][:60] for s in strict if not s.ok)
+    reasons = Counter((s.strict_reason or "").split(" (", 1)[0][:60] for s in scored if not s.strict_ok)
     samples = [
         {
             "uid": r.uid,
             "source": r.source,
             "split": r.split,
             "completion": c,
-            "score": res.score,
-            "error": res.error,
-            "strict": s.ok,
+            "score": s.result.score,
+            "error": s.result.error,
+            "strict": s.strict_ok,
         }
-        for r, c, res, s in zip(rows, completions, results, strict, strict=True)
+        for r, c, s in zip(rows, completions, scored, strict=True)
     ]
     return PolicyEval(
         n=len(rows),
-        strict_valid=_mean([float(s.ok) for s in strict]),
-        welfare=_mean([res.score for res in scored]),
-        user=_mean([res.user_reward for res in scored]),
-        llm=_mean([res.llm_reward for res in scored]),
+        strict_valid=_mean([float(s.strict_ok) for s in scored]),
+        welfare=_mean([res.score for res in known]),
+        user=_mean([res.user_reward for res in known]),
+        llm=_mean([res.llm_reward for res in known]),
         judge_failures=sum(1 for res in results if res.error_kind == "judge"),
         format_errors=sum(1 for res in results if res.error_kind == "format"),
         by_source=by_source,
@@ -352,9 +305,7 @@ def score_generations(
 def evaluate_policy(
     model: Any, tokenizer: Any, rows: Sequence[HeldOutRow], cfg: EvalParams, judge: Any, reward_cfg: Any
 ) -> PolicyEval:
-    """Greedy generation with `gtalign.modeling.generate`, then `score_generations`."""
-    from gtalign.modeling import generate
-
+    """Greedy generation with `gtalign.modeling.generate`, then `score_heldout`."""
     completions = generate(
         model,
         tokenizer,
@@ -363,7 +314,7 @@ def evaluate_policy(
         batch_size=cfg.batch_size,
         seed=cfg.seed,
     )
-    return score_generations(rows, completions, judge, reward_cfg)
+    return score_heldout(rows, completions, judge, reward_cfg)
 
 
 def _eval_key(cache_key: Any, rows: Sequence[HeldOutRow], cfg: EvalParams) -> str:
@@ -387,8 +338,6 @@ def evaluate_folder(
     pass. New results go to `cache_dir`, never into `model_dir`: that folder is another stage's DVC output, and
     writing into it afterwards would make `dvc status` report that stage as changed.
     """
-    from gtalign.modeling import load_model, model_identity
-
     key = _eval_key(cache_key, rows, cfg)
     beside = Path(model_dir) / HELDOUT_EVAL_FILE
     if beside.is_file() and (data := json.loads(beside.read_text())).get("key") == key:
@@ -443,8 +392,6 @@ def training_run(
     if not enabled or not is_main_process():
         yield None
         return
-    from gtalign import tracking
-
     id_file = Path(checkpoints) / MLFLOW_RUN_FILE
     previous = id_file.read_text().strip() if resuming and id_file.is_file() else None
     if previous and not _run_exists(root, previous, tracking_uri):
@@ -471,8 +418,6 @@ def _loggable(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _run_exists(root: Path, run_id: str, tracking_uri: str | None) -> bool:
     from mlflow.tracking import MlflowClient
-
-    from gtalign import tracking
 
     tracking.setup(root, tracking_uri)
     try:

@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gtalign.config import Params, load_typed_params, parse_params
+from gtalign.train.common import is_main_process
+from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
+
 # Check names, shared with the Dagster asset definitions (which declare them as check specs).
 SFT_CHECKS = ("sft_loss_finite", "sft_format_validity")
 RL_CHECKS = ("rl_loss_finite", "rl_reward_not_collapsed", "rl_judge_failure_rate")
@@ -66,11 +70,9 @@ def _by_source_md(metrics: dict[str, float], prefix: str) -> str:
     )
 
 
-def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def sft_report(result: Any, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an SFTResult."""
-    from gtalign.train.sft import SFTParams
-
-    cfg = SFTParams(**(params.get("sft") or {}))
+    cfg = params.sft
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
     valid = m.get("heldout_strict_valid")
@@ -100,11 +102,9 @@ def sft_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], lis
     return metadata, checks
 
 
-def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def rl_report(result: Any, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(materialization metadata, asset check reports) for an RLResult."""
-    from gtalign.train.stages import rl_params
-
-    cfg = rl_params(params, result.variant)
+    cfg = params.rl.with_variant(result.variant)
     m = result.metrics
     losses = [r["loss"] for r in result.curve if "loss" in r]
     after, before = m.get("heldout_welfare"), m.get("init_welfare")
@@ -145,14 +145,11 @@ def rl_report(result: Any, params: dict[str, Any]) -> tuple[dict[str, Any], list
 
 def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the stage; return what rank 0 reports (metadata, checks)."""
-    from gtalign.config import load_params_with
-    from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
-
     root = Path(args.root).resolve()
     if args.params_json:
-        params = json.loads(Path(args.params_json).read_text(encoding="utf-8"))
+        params = parse_params(json.loads(Path(args.params_json).read_text(encoding="utf-8")))
     else:
-        params = load_params_with(root / "params.yaml", args.preset)
+        params = load_typed_params(root / "params.yaml", args.preset)
     common = {"tracking_uri": args.tracking_uri, "track": not args.no_track}
     if log is not None:
         log.info(f"gtalign.train.pipes_entry: {args.stage} in {root}")
@@ -170,8 +167,6 @@ def run(args: argparse.Namespace, log: Any = None) -> tuple[dict[str, Any], list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gtalign.train.common import is_main_process
-
     args = _parser().parse_args(argv)
     try:
         from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes

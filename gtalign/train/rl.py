@@ -18,67 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
-
-from gtalign.reward.config import AGGREGATIONS
-from gtalign.reward.normalize import METHODS
-from gtalign.train.common import EvalParams, StrictModel, enable_kv_cache, trl_config
+from gtalign.modeling import load_model
+from gtalign.train.common import enable_kv_cache, trl_config
+from gtalign.train.params import RLParams
 from gtalign.train.reward_fn import WelfareReward
 
 RL_ALGORITHM = "grpo"
 RL_ALGORITHM_TAG = "grpo (paper: PPO/GAE on verl; TRL 1.x has no PPO)"
-
-
-class RLParams(StrictModel):
-    """params.yaml `rl:`. Defaults are the tiny CPU preset: short completions, small groups, few steps."""
-
-    variant: str = Field(
-        "cobb_douglas", description="reward aggregation: cobb_douglas (GTAlign) | user | llm | linear"
-    )
-    init: str = Field("sft", description="'sft', 'base', or a model folder / hub name")
-    judge: str = Field("rule", description="rule (offline, CPU) | openai (a served judge) | column")
-    judge_options: dict[str, Any] = Field(default_factory=dict, description="over params.yaml reward.judge.<judge>")
-    normalization: str = Field("none", description="per-source reward normalisation: " + " | ".join(METHODS))
-    max_steps: int = Field(30, ge=1)
-    per_device_train_batch_size: int = Field(8, ge=1, description="completions per device and step")
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    num_generations: int = Field(4, ge=2, description="group size G")
-    max_completion_length: int = Field(256, ge=8)
-    max_prompt_tokens: int | None = Field(512, description="prompts longer than this are left out (CPU time)")
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    learning_rate: float = Field(1e-5, gt=0)
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model, as in the published runs)")
-    loss_type: str = "dapo"
-    scale_rewards: str = Field("group", description="group | batch | none")
-    num_iterations: int = Field(1, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    save_steps: int = Field(10, ge=1)
-    save_total_limit: int | None = 2
-    seed: int = 0
-    dtype: str = "float32"
-    lora: dict[str, Any] | None = None
-    resume: bool = True
-    max_judge_failure_rate: float | None = Field(0.05, description="stop when the run's judge failure rate exceeds")
-    collapse_ratio: float = Field(0.8, description="Dagster check: held-out welfare >= ratio x the starting model's")
-    eval: EvalParams = Field(default_factory=EvalParams)
-    args: dict[str, Any] = Field(default_factory=dict, description="passed to trl.GRPOConfig as is (use_vllm, ...)")
-
-    @field_validator("variant")
-    @classmethod
-    def _variant(cls, v: str) -> str:
-        if v not in AGGREGATIONS:
-            raise ValueError(f"rl.variant must be one of {', '.join(AGGREGATIONS)}, got {v!r}")
-        return v
-
-    @field_validator("normalization")
-    @classmethod
-    def _normalization(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"rl.normalization must be one of {', '.join(METHODS)}, got {v!r}")
-        return v
 
 
 def rl_rows(demonstrations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,36 +58,11 @@ def rl_dataset(rows: Sequence[dict[str, Any]], tokenizer: Any, max_prompt_tokens
 
 
 def grpo_args(cfg: RLParams, checkpoints: Path, *, report_to: str, run_name: str) -> Any:
+    """The `trl.GRPOConfig`: `rl.args` over gtalign's CPU-safe defaults."""
     from trl import GRPOConfig
 
-    return trl_config(
-        GRPOConfig,
-        fields={
-            "output_dir": str(checkpoints),
-            "run_name": run_name,
-            "report_to": report_to,
-            "max_steps": cfg.max_steps,
-            "per_device_train_batch_size": cfg.per_device_train_batch_size,
-            "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-            "num_generations": cfg.num_generations,
-            "max_completion_length": cfg.max_completion_length,
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "learning_rate": cfg.learning_rate,
-            "lr_scheduler_type": cfg.lr_scheduler_type,
-            "warmup_steps": cfg.warmup_steps,
-            "beta": cfg.beta,
-            "loss_type": cfg.loss_type,
-            "scale_rewards": cfg.scale_rewards,
-            "num_iterations": cfg.num_iterations,
-            "logging_steps": cfg.logging_steps,
-            "save_steps": cfg.save_steps,
-            "save_total_limit": cfg.save_total_limit,
-            "seed": cfg.seed,
-            "data_seed": cfg.seed,
-        },
-        passthrough=cfg.args,
-    )
+    fields = {"output_dir": str(checkpoints), "run_name": run_name, "report_to": report_to}
+    return trl_config(GRPOConfig, section="rl", fields=fields, passthrough=cfg.args)
 
 
 @dataclass
@@ -184,8 +105,6 @@ def train_rl(
     """GRPO from `model_path` with `reward` (a `WelfareReward`); saves the final model + tokenizer to `out_dir`."""
     from trl import GRPOTrainer
 
-    from gtalign.modeling import load_model
-
     model, tokenizer = load_model(model_path, dtype=cfg.dtype, lora=cfg.lora)
     dataset, dropped = rl_dataset(rl_rows(demonstrations), tokenizer, cfg.max_prompt_tokens)
     args = grpo_args(cfg, checkpoints, report_to=report_to, run_name=run_name)
@@ -206,7 +125,7 @@ def train_rl(
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out_dir))
     history = list(trainer.state.log_history)
-    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
     return RLOutcome(
         model_dir=Path(out_dir),
         global_step=trainer.state.global_step,
@@ -221,4 +140,4 @@ def train_rl(
     )
 
 
-__all__ = ["RL_ALGORITHM", "RL_ALGORITHM_TAG", "RLOutcome", "RLParams", "WelfareReward", "grpo_args", "train_rl"]
+__all__ = ["RL_ALGORITHM", "RL_ALGORITHM_TAG", "RLOutcome", "grpo_args", "train_rl"]

@@ -1,7 +1,7 @@
 """Training stages as library functions: `base_model_stage`, `sft_stage`, `rl_stage`.
 
 The CLI (`gtalign train ...`), `dvc repro` and the Dagster assets (through `gtalign.train.pipes_entry`) call these
-and nothing else, with params.yaml as the only source of hyperparameters (conventions of `gtalign.stages`):
+and nothing else, with params.yaml as the only source of hyperparameters; paths are `gtalign.layout`'s:
 
 * outputs: `artifacts/models/{base,sft,rl-<variant>}` (a standard Hugging Face folder, plus
   `heldout_eval.json` / `heldout_generations.jsonl` for the trained ones);
@@ -17,7 +17,6 @@ evaluation loads the saved model, so it also works after sharded training).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -26,14 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from gtalign.config import reward_config, section
-from gtalign.modeling import HELDOUT_GENERATIONS_FILE, TinyModelConfig, model_identity
+from gtalign import tracking
+from gtalign.config import Params
+from gtalign.layout import HELDOUT_GENERATIONS_FILE, Layout, rl_model_name, write_metrics
+from gtalign.modeling import (
+    TinyModelConfig,
+    base_corpus,
+    build_base_model,
+    count_parameters,
+    load_model,
+    model_identity,
+    resolve_model_path,
+    write_pretrained_pointer,
+)
+from gtalign.reward.config import RewardParams
+from gtalign.reward.judges import make_judge
 from gtalign.train.common import (
-    EvalParams,
     PolicyEval,
-    TrainLayout,
     curve_markdown,
     evaluate_folder,
     evaluate_policy,
@@ -45,7 +53,14 @@ from gtalign.train.common import (
     world_size,
     write_curve,
 )
+from gtalign.train.params import EvalParams, RLParams
+from gtalign.train.reward_fn import WelfareReward
+from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
+from gtalign.train.sft import load_demonstrations, train_sft
 
+# Settings that do not change what a training produces: changing one keeps (and resumes) its checkpoints.
+SFT_NOT_IN_IDENTITY = {"resume": True, "eval": True, "min_strict_valid": True, "args": {"logging_steps"}}
+RL_NOT_IN_IDENTITY = {"resume": True, "eval": True, "collapse_ratio": True, "args": {"logging_steps"}}
 SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
 RL_CURVE_KEYS = (
     "reward",
@@ -57,12 +72,6 @@ RL_CURVE_KEYS = (
     "loss",
     "entropy",
 )
-
-
-def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _file_md5(path: Path) -> str:
@@ -86,15 +95,6 @@ def _log_mlflow(metrics: Mapping[str, Any], artifacts: Sequence[tuple[Path, str 
 # ---------------------------------------------------------------------------------------------------------------
 # base model
 # ---------------------------------------------------------------------------------------------------------------
-class BaseModelParams(TinyModelConfig):
-    """params.yaml `base_model:`: the tiny model built here (its `TinyModelConfig` fields), or a pointer to a
-    pretrained one."""
-
-    kind: str = Field("tiny", pattern="^(tiny|pretrained)$")
-    pretrained: str | None = Field(None, description="HF folder or hub name when kind=pretrained")
-    corpus_splits: list[str] = Field(default_factory=lambda: ["train", "dev"])
-
-
 @dataclass
 class BaseModelResult:
     path: Path
@@ -104,13 +104,11 @@ class BaseModelResult:
 
 
 def base_model_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> BaseModelResult:
     """Build the tiny model (tokenizer trained on the curated corpus + demonstrations) or point at a pretrained one."""
-    from gtalign.modeling import base_corpus, build_base_model, write_pretrained_pointer
-
-    layout = TrainLayout(root)
-    cfg = BaseModelParams(**section(dict(params), "base_model"))
+    layout = Layout(root)
+    cfg = params.base_model
     out = layout.model("base")
     start = time.perf_counter()
     if cfg.kind == "pretrained":
@@ -123,17 +121,15 @@ def base_model_stage(
         write_pretrained_pointer(out, cfg.pretrained)
         metrics: dict[str, float] = {"seconds": time.perf_counter() - start}
     else:
-        corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations, cfg.corpus_splits)
+        corpus = base_corpus(layout.curated / "curated.parquet", layout.demonstrations_file, cfg.corpus_splits)
         if not corpus:
             raise FileNotFoundError("no corpus: run `gtalign data curate` and `gtalign data demonstrations` first")
         tiny = TinyModelConfig(**cfg.model_dump(include=set(TinyModelConfig.model_fields)))
         build_base_model(out, corpus, tiny)
         metrics = _tiny_metrics(out, len(corpus), time.perf_counter() - start)
-    _write_metrics(layout.metrics("base"), metrics)
+    write_metrics(layout.metrics("base"), metrics)
     run_id = None
     if track:
-        from gtalign import tracking
-
         with tracking.run(root, "base_model", params={"base_model": cfg.model_dump()}, tracking_uri=tracking_uri) as r:
             _log_mlflow(metrics, [(out, "model")], {"base_model": cfg.model_dump()})
             run_id = r.info.run_id
@@ -141,8 +137,6 @@ def base_model_stage(
 
 
 def _tiny_metrics(out: Path, corpus_texts: int, seconds: float) -> dict[str, float]:
-    from gtalign.modeling import count_parameters, load_model
-
     model, tokenizer = load_model(out, dtype="float32")
     return {
         "parameters": float(count_parameters(model)),
@@ -152,9 +146,7 @@ def _tiny_metrics(out: Path, corpus_texts: int, seconds: float) -> dict[str, flo
     }
 
 
-def _resolve_init(layout: TrainLayout, init: str) -> str:
-    from gtalign.modeling import resolve_model_path
-
+def _resolve_init(layout: Layout, init: str) -> str:
     named = {"base": layout.model("base"), "sft": layout.model("sft")}
     path = named.get(init, init)
     if init in named and not Path(path).exists():
@@ -162,26 +154,23 @@ def _resolve_init(layout: TrainLayout, init: str) -> str:
     return resolve_model_path(path)
 
 
-def _eval_setup(params: Mapping[str, Any], cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
+def _eval_setup(reward: RewardParams, cfg: EvalParams) -> tuple[Any, Any, dict[str, Any]]:
     """The judge and reward config held-out evaluations use: params.yaml `reward:` (so every model, whatever
     variant trained it, is measured by the same welfare) and the eval judge."""
-    from gtalign.reward.judges import make_judge
-
-    reward = section(dict(params), "reward")
-    judge = make_judge(cfg.judge, **dict(section(reward, "judge").get(cfg.judge) or {}))
-    rcfg = reward_config(dict(params))
+    judge = make_judge(cfg.judge, **reward.judge.of(cfg.judge))
+    rcfg = reward.config()
     return judge, rcfg, {"reward": rcfg.model_dump(), "judge": cfg.judge}
 
 
 def _heldout_eval(
-    root: Path, params: Mapping[str, Any], cfg: EvalParams, init: str, trainer: Any, out: Path, cache_dir: Path
+    root: Path, params: Params, cfg: EvalParams, init: str, trainer: Any, out: Path, cache_dir: Path
 ) -> tuple[dict[str, float], PolicyEval, PolicyEval | None]:
     """Held-out welfare of the trained policy and of the model it started from (cached: the same for every run).
 
     A single process evaluates the in-memory model; rank 0 after a multi-process run loads the saved folder,
     since the in-memory model may be sharded."""
-    rows = held_out_rows(root, params, cfg)
-    judge, rcfg, key = _eval_setup(params, cfg)
+    rows = held_out_rows(root, params.curate.prompt_style, cfg)
+    judge, rcfg, key = _eval_setup(params.reward, cfg)
     init_eval = (
         evaluate_folder(Path(init), rows, cfg, judge, rcfg, cache_key=key, cache_dir=cache_dir)
         if Path(init).is_dir()
@@ -191,8 +180,6 @@ def _heldout_eval(
     if world_size() == 1:
         model, tokenizer = trainer.model, trainer.processing_class
     else:
-        from gtalign.modeling import load_model
-
         model, tokenizer = load_model(out, dtype="float32")
     result = evaluate_policy(model, tokenizer, rows, cfg, judge, rcfg)
     save_eval(out, result, cache_key=key, rows=rows, cfg=cfg)
@@ -204,10 +191,10 @@ def _heldout_eval(
 
 
 def _finish(
-    layout: TrainLayout, name: str, curve_kind: str, metrics: Mapping[str, float], run: Any, logged: Mapping
+    layout: Layout, name: str, curve_kind: str, metrics: Mapping[str, float], run: Any, logged: Mapping
 ) -> None:
     """metrics JSON for `dvc metrics`; into the MLflow run: metrics, config, curve, final model, generations."""
-    _write_metrics(layout.metrics(name), metrics)
+    write_metrics(layout.metrics(name), metrics)
     if run is not None:
         out = layout.model(name)
         _log_mlflow(
@@ -237,7 +224,7 @@ class SFTResult:
 
 def sft_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     *,
     tracking_uri: str | None = None,
     track: bool = True,
@@ -245,18 +232,16 @@ def sft_stage(
     callbacks: Sequence[Any] = (),
 ) -> SFTResult:
     """SFT on the demonstrations from the base model; evaluates strict validity and welfare before and after."""
-    from gtalign.train.sft import SFTParams, train_sft
-
-    layout = TrainLayout(root)
-    cfg = SFTParams(**section(dict(params), "sft"))
+    layout = Layout(root)
+    cfg = params.sft
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model("sft"), layout.checkpoints("sft")
-    if not layout.demonstrations.is_file():
-        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
+    if not layout.demonstrations_file.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
     identity = {
-        "sft": cfg.model_dump(exclude={"resume", "eval", "min_strict_valid", "logging_steps"}),
+        "sft": cfg.model_dump(exclude=SFT_NOT_IN_IDENTITY),
         "init": [init, model_identity(init)],
-        "data": _file_md5(layout.demonstrations),
+        "data": _file_md5(layout.demonstrations_file),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
     tags = {
@@ -279,7 +264,7 @@ def sft_stage(
     ) as run:
         outcome = train_sft(
             init,
-            layout.demonstrations,
+            layout.demonstrations_file,
             out,
             ckpts,
             cfg,
@@ -341,25 +326,12 @@ class RLResult:
         return curve_markdown(self.curve, "reward")
 
 
-def rl_params(params: Mapping[str, Any], variant: str | None = None) -> Any:
-    from gtalign.train.rl import RLParams
-
-    values = dict(section(dict(params), "rl"))
-    if variant:
-        values["variant"] = variant
-    return RLParams(**values)
-
-
-def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) -> Any:
-    """The RL reward adapter for `cfg` (RLParams): the variant's aggregation over params.yaml `reward:`."""
-    from gtalign.reward.judges import make_judge
-    from gtalign.train.reward_fn import WelfareReward
-
-    reward = section(dict(params), "reward")
-    options = {**dict(section(reward, "judge").get(cfg.judge) or {}), **cfg.judge_options}
+def make_reward(reward: RewardParams, cfg: RLParams, *, record: bool = False) -> WelfareReward:
+    """The RL reward adapter for `cfg`: the variant's aggregation over params.yaml `reward:`."""
+    options = {**reward.judge.of(cfg.judge), **cfg.judge_options}
     return WelfareReward(
         judge=make_judge(cfg.judge, **options),
-        cfg=reward_config(dict(params), aggregation=cfg.variant),
+        cfg=reward.config(aggregation=cfg.variant),
         normalization=cfg.normalization,
         record=record,
         max_judge_failure_rate=cfg.max_judge_failure_rate,
@@ -368,7 +340,7 @@ def make_reward(params: Mapping[str, Any], cfg: Any, *, record: bool = False) ->
 
 def rl_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     variant: str | None = None,
     *,
     tracking_uri: str | None = None,
@@ -378,22 +350,19 @@ def rl_stage(
     record_rewards: bool = False,
 ) -> RLResult:
     """GRPO with the welfare reward of `variant` (default params.yaml `rl.variant`) from the SFT (or base) model."""
-    from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
-    from gtalign.train.sft import load_demonstrations
-
-    layout = TrainLayout(root)
-    cfg = rl_params(params, variant)
-    name = f"rl-{cfg.variant}"
+    layout = Layout(root)
+    cfg = params.rl.with_variant(variant)
+    name = rl_model_name(cfg.variant)
     init = _resolve_init(layout, cfg.init)
     out, ckpts = layout.model(name), layout.checkpoints(name)
-    if not layout.demonstrations.is_file():
-        raise FileNotFoundError(f"{layout.demonstrations}: run `gtalign data demonstrations` first")
-    reward = make_reward(params, cfg, record=record_rewards)
+    if not layout.demonstrations_file.is_file():
+        raise FileNotFoundError(f"{layout.demonstrations_file}: run `gtalign data demonstrations` first")
+    reward = make_reward(params.reward, cfg, record=record_rewards)
     identity = {
-        "rl": cfg.model_dump(exclude={"resume", "eval", "collapse_ratio", "logging_steps"}),
+        "rl": cfg.model_dump(exclude=RL_NOT_IN_IDENTITY),
         "reward": reward.cfg.model_dump(),
         "init": [init, model_identity(init)],
-        "data": _file_md5(layout.demonstrations),
+        "data": _file_md5(layout.demonstrations_file),
     }
     resume = prepare_checkpoints(ckpts, identity, resume=cfg.resume)
     tags = {
@@ -419,7 +388,7 @@ def rl_stage(
     ) as run:
         outcome = train_rl(
             init,
-            load_demonstrations(layout.demonstrations),
+            load_demonstrations(layout.demonstrations_file),
             out,
             ckpts,
             cfg,
@@ -474,13 +443,11 @@ def rl_stage(
 
 
 __all__ = [
-    "BaseModelParams",
     "BaseModelResult",
     "RLResult",
     "SFTResult",
     "base_model_stage",
     "make_reward",
-    "rl_params",
     "rl_stage",
     "sft_stage",
 ]

@@ -1,13 +1,13 @@
 """Data assets: raw_data (DVC) -> curated_data (+ blocking expectations check) -> sft_demonstrations, teacher_eval.
 
-Each asset calls one `gtalign.stages` function and turns its result into metadata.
+Each asset calls one `gtalign.data.stages` function and turns its result into metadata.
 """
 
 import dagster as dg
 import pandas as pd
 
-from gtalign import stages
-from gtalign.data import pull_data
+from gtalign.config import parse_params
+from gtalign.data import pull_data, stages
 from gtalign.tracking import data_version
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
@@ -53,7 +53,7 @@ def raw_data(project: ProjectResource) -> dg.MaterializeResult:
 )
 def curated_data(config: CurateRunConfig, project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     params = project.params({"curate": config.model_dump()})
-    result = stages.curate_stage(project.path, params, tracking_uri=mlflow.uri(), validate=False)
+    result = stages.curate_stage(project.path, parse_params(params), tracking_uri=mlflow.uri(), validate=False)
     preview = result.table[["uid", "source", "split", "label", "question"]].head(8)
     return dg.MaterializeResult(
         metadata={
@@ -73,7 +73,7 @@ def curated_data(config: CurateRunConfig, project: ProjectResource, mlflow: Mlfl
     description="Great Expectations suites per source; a failure stops everything downstream.",
 )
 def curated_data_expectations(project: ProjectResource) -> dg.AssetCheckResult:
-    report = stages.validate_stage(project.path, project.params())
+    report = stages.validate_stage(project.path, parse_params(project.params()))
     return dg.AssetCheckResult(
         passed=report.success,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -92,7 +92,7 @@ def curated_data_expectations(project: ProjectResource) -> dg.AssetCheckResult:
     description="Four-block SFT demonstrations for the curated train rows (rule teacher), with their welfare.",
 )
 def sft_demonstrations(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    result = stages.demonstrations_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    result = stages.demonstrations_stage(project.path, parse_params(project.params()), tracking_uri=mlflow.uri())
     return dg.MaterializeResult(
         metadata={
             "count": result.count,
@@ -112,7 +112,7 @@ def sft_demonstrations(project: ProjectResource, mlflow: MlflowResource) -> dg.M
     "reference point before any training.",
 )
 def teacher_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    result = stages.teacher_eval_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    result = stages.teacher_eval_stage(project.path, parse_params(project.params()), tracking_uri=mlflow.uri())
     return dg.MaterializeResult(
         metadata={
             "welfare": dg.MetadataValue.md(result.summary.to_markdown("Rule teacher on the test sets")),

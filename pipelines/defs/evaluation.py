@@ -9,10 +9,11 @@ import json
 
 import dagster as dg
 
-from gtalign import stages
+from gtalign.config import parse_params
 from gtalign.evaluate.directions import directions_markdown, directions_summary, paper_directions
-from gtalign.evaluate.stages import EvalLayout
+from gtalign.evaluate.stages import evaluation_stage
 from gtalign.evaluate.steering import steering_eval_stage
+from gtalign.layout import Layout
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
 
@@ -56,7 +57,7 @@ def steering_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.Materi
 )
 def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     params = project.params({"pipeline": {"variants": config.variants}})
-    result = stages.evaluation_stage(project.path, params, tracking_uri=mlflow.uri())
+    result = evaluation_stage(project.path, parse_params(params), tracking_uri=mlflow.uri())
     headline = {k: float(v) for k, v in result.metrics.items() if k.endswith(("/welfare_mean", "/format_mean"))}
     return dg.MaterializeResult(
         metadata={
@@ -76,7 +77,7 @@ def evaluation(config: EvaluationRunConfig, project: ProjectResource, mlflow: Ml
     "gate: the tiny model's numbers are reported as they are; claims whose models were not evaluated are listed.",
 )
 def paper_directions_check(project: ProjectResource) -> dg.AssetCheckResult:
-    metrics = json.loads(EvalLayout(project.path).metrics.read_text(encoding="utf-8"))
+    metrics = json.loads(Layout(project.path).metrics("evaluation").read_text(encoding="utf-8"))
     directions = paper_directions(metrics)
     passed, description = directions_summary(directions)
     return dg.AssetCheckResult(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from gtalign.config import parse_params
+from gtalign.layout import rl_model_name
 from gtalign.train import stages as train_stages
 from gtalign.train.pipes_entry import RL_CHECKS, SFT_CHECKS
 from pipelines.defs import data
@@ -38,7 +40,7 @@ class LaunchConfig(dg.Config):
 class SFTRunConfig(LaunchConfig):
     """Per-run overrides of params.yaml `sft:` (unset = params.yaml)."""
 
-    max_steps: int | None = None
+    max_steps: int | None = None  # this and the fields below: sft.args
     learning_rate: float | None = None
     per_device_train_batch_size: int | None = None
     seed: int | None = None
@@ -50,13 +52,16 @@ class RLRunConfig(LaunchConfig):
     variant: str = "cobb_douglas"  # cobb_douglas (GTAlign) | user | llm | linear | ces
     judge: str | None = None
     normalization: str | None = None
-    max_steps: int | None = None
+    max_steps: int | None = None  # this and the fields below: rl.args
     learning_rate: float | None = None
     seed: int | None = None
 
 
-SFT_OVERRIDES = ("max_steps", "learning_rate", "per_device_train_batch_size", "seed")
-RL_OVERRIDES = ("variant", "judge", "normalization", "max_steps", "learning_rate", "seed")
+# Run-config fields that set gtalign's own keys of a section, and those handed to TRL (the section's `args`).
+SFT_OVERRIDES: tuple[str, ...] = ()
+SFT_ARGS = ("max_steps", "learning_rate", "per_device_train_batch_size", "seed")
+RL_OVERRIDES = ("variant", "judge", "normalization")
+RL_ARGS = ("max_steps", "learning_rate", "seed")
 
 
 def run_training(
@@ -67,12 +72,14 @@ def run_training(
     config: LaunchConfig,
     stage: str,
     overrides: tuple[str, ...],
+    args: tuple[str, ...],
     extra: Sequence[str] = (),
 ) -> dg.PipesClientCompletedInvocation:
     """`python -m gtalign.train.pipes_entry <stage>` (or under `config.launcher`) through Pipes, with params.yaml,
     the run config's preset and its set fields handed over as one JSON file (every rank reads the same values)."""
     presets = [config.preset] if config.preset else []
-    params = project.params({stage: {k: getattr(config, k) for k in overrides}}, presets=presets)
+    section = {k: getattr(config, k) for k in overrides} | {"args": {k: getattr(config, k) for k in args}}
+    params = project.params({stage: section}, presets=presets)
     launcher = shlex.split(config.launcher) if config.launcher else [sys.executable]
     with tempfile.TemporaryDirectory(prefix="gtalign-pipes-") as tmp:
         params_json = Path(tmp) / "params.json"
@@ -95,8 +102,10 @@ def run_rl(
     config: RLRunConfig,
 ) -> dg.PipesClientCompletedInvocation:
     """One RL variant, trained as `rl_model` trains GTAlign (the `paper` job's baselines run through here too)."""
-    context.log.info(f"RL variant {config.variant} -> artifacts/models/rl-{config.variant}")
-    return run_training(context, client, project, mlflow, config, "rl", RL_OVERRIDES, ["--variant", config.variant])
+    context.log.info(f"RL variant {config.variant} -> artifacts/models/{rl_model_name(config.variant)}")
+    return run_training(
+        context, client, project, mlflow, config, "rl", RL_OVERRIDES, RL_ARGS, ["--variant", config.variant]
+    )
 
 
 @dg.asset(
@@ -108,7 +117,7 @@ def run_rl(
     "demonstrations (CPU preset), or a pointer to a pretrained model (params.yaml base_model.kind=pretrained).",
 )
 def base_model(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    result = train_stages.base_model_stage(project.path, project.params(), tracking_uri=mlflow.uri())
+    result = train_stages.base_model_stage(project.path, parse_params(project.params()), tracking_uri=mlflow.uri())
     return dg.MaterializeResult(
         metadata={
             **{k: float(v) for k, v in result.metrics.items()},
@@ -135,7 +144,9 @@ def sft_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ):
-    return run_training(context, pipes_subprocess_client, project, mlflow, config, "sft", SFT_OVERRIDES).get_results()
+    return run_training(
+        context, pipes_subprocess_client, project, mlflow, config, "sft", SFT_OVERRIDES, SFT_ARGS
+    ).get_results()
 
 
 @dg.asset(

@@ -1,8 +1,8 @@
-"""The pipeline's stages as library functions: the CLI, `dvc repro` and the Dagster assets all call these.
+"""The data stages as library functions: curate (+ validate), SFT demonstrations, the rule teacher on the test sets.
 
-Each stage reads params (a dict, normally params.yaml), writes its outputs under `artifacts/`, writes its metrics to
-`artifacts/metrics/<stage>.json` (what `dvc metrics show` reads), logs an MLflow run, and returns a small result
-object that the Dagster assets turn into metadata. No driver adds logic of its own.
+The CLI (`gtalign data ...`), `dvc repro` and the Dagster assets all call these. Each stage reads its params sections,
+writes its outputs under `artifacts/` (`gtalign.layout`), its metrics to `artifacts/metrics/<stage>.json`, logs an
+MLflow run, and returns a small result object that the Dagster assets turn into metadata.
 """
 
 from __future__ import annotations
@@ -10,69 +10,26 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from gtalign.config import reward_config, section
+from gtalign.config import Params, ParamsError
+from gtalign.data.curate import CurateConfig, CurationReport, curate, load_curated, write_curated
+from gtalign.data.prompts import extra_info_of, prompt_messages
+from gtalign.data.raw import check_raw_data, load_raw
+from gtalign.data.validate import ValidationReport
+from gtalign.data.validate import validate as run_expectations
+from gtalign.demonstrations import DemoRow, demonstrate
 from gtalign.game import WelfareRule
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each stage writes, relative to the repo root (dvc.yaml names the same paths)."""
-
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
-    def curated(self) -> Path:
-        return self.artifacts / "curated"
-
-    @property
-    def demonstrations(self) -> Path:
-        return self.artifacts / "demonstrations"
-
-    @property
-    def teacher_eval(self) -> Path:
-        return self.artifacts / "teacher_eval"
-
-    def metrics(self, stage: str) -> Path:
-        return self.artifacts / "metrics" / f"{stage}.json"
-
-
-def _write_metrics(path: Path, metrics: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _log(
-    root: Path,
-    stage: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    artifacts: Iterable[Path],
-    tracking_uri: str | None,
-) -> str:
-    import mlflow
-
-    from gtalign import tracking
-
-    with tracking.run(root, stage, params=params, tracking_uri=tracking_uri) as active:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-        return active.info.run_id
+from gtalign.layout import Layout, write_metrics
+from gtalign.reward import RewardInput, RewardResult, score_batch
+from gtalign.reward.judges import make_judge
+from gtalign.teacher import TeacherPrompt, best_of_n
+from gtalign.tracking import log_stage
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,17 +38,15 @@ def _log(
 @dataclass
 class CurateResult:
     table: pd.DataFrame
-    report: Any  # gtalign.data.CurationReport
-    validation: Any  # gtalign.data.ValidationReport
+    report: CurationReport
+    validation: ValidationReport | None
     paths: dict[str, Path]
     metrics: dict[str, float]
     run_id: str | None = None
 
 
-def _validate_table(layout: Layout, table: pd.DataFrame, cfg: Any) -> Any:
-    from gtalign.data import validate
-
-    report = validate(table, max_turn_chars=cfg.max_turn_chars)
+def _validate_table(layout: Layout, table: pd.DataFrame, cfg: CurateConfig) -> ValidationReport:
+    report = run_expectations(table, max_turn_chars=cfg.max_turn_chars)
     layout.curated.mkdir(parents=True, exist_ok=True)
     (layout.curated / "validation.md").write_text(report.to_markdown(), encoding="utf-8")
     return report
@@ -99,7 +54,7 @@ def _validate_table(layout: Layout, table: pd.DataFrame, cfg: Any) -> Any:
 
 def curate_stage(
     root: Path,
-    params: Mapping[str, Any],
+    params: Params,
     *,
     tracking_uri: str | None = None,
     track: bool = True,
@@ -109,10 +64,8 @@ def curate_stage(
 
     `validate=False` leaves validation to the caller (Dagster runs it as a blocking asset check: `validate_stage`).
     """
-    from gtalign.data import CurateConfig, check_raw_data, curate, load_raw, write_curated
-
     layout = Layout(root)
-    cfg = CurateConfig(**section(dict(params), "curate"))
+    cfg = params.curate
     check_raw_data(layout.data)
     table, report = curate(load_raw(layout.data), cfg)
     validation = None
@@ -129,53 +82,28 @@ def curate_stage(
     if validation is not None:
         metrics["expectations"] = validation.n_expectations
         paths["validation_md"] = layout.curated / "validation.md"
-    _write_metrics(layout.metrics("curate"), metrics)
+    write_metrics(layout.metrics("curate"), metrics)
     logged = [p for k, p in paths.items() if k != "data"]
     cfg_dict = {"curate": cfg.model_dump(mode="json")}
-    run_id = _log(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
+    run_id = log_stage(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
     return CurateResult(table, report, validation, paths, metrics, run_id)
 
 
-def validate_stage(root: Path, params: Mapping[str, Any]) -> Any:
+def validate_stage(root: Path, params: Params) -> ValidationReport:
     """Validate the curated table on disk; returns the ValidationReport (the caller decides what failure does)."""
-    from gtalign.data import CurateConfig, load_curated
-
     layout = Layout(root)
-    cfg = CurateConfig(**section(dict(params), "curate"))
-    return _validate_table(layout, load_curated(layout.curated), cfg)
+    return _validate_table(layout, load_curated(layout.curated), params.curate)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # demonstrations: curated train rows -> four-block SFT examples (rule teacher)
 # ---------------------------------------------------------------------------------------------------------------
-def demo_row(row: Mapping[str, Any]):
-    from gtalign.demonstrations import DemoRow
-
+def demo_row(row: Mapping[str, Any]) -> DemoRow:
     def text(key: str) -> str:
         value = row.get(key)
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
     return DemoRow(text("source"), text("label"), text("question"), text("ground_truth"), text("answer") or None)
-
-
-def prompt_messages(row: Mapping[str, Any], style: str) -> list[dict[str, str]]:
-    """The published prompt (verbatim) for `full`, the compact rendering for tiny models."""
-    from gtalign.data import messages_of
-    from gtalign.protocol import render_messages
-
-    if style == "full":
-        return messages_of(row["messages"])
-    return render_messages(str(row["question"]), style="compact")
-
-
-def extra_info_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    raw = row.get("extra_info")
-    if isinstance(raw, str) and raw:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {}
-    return dict(raw) if isinstance(raw, Mapping) else {}
 
 
 @dataclass
@@ -198,7 +126,7 @@ class WelfareSummary:
         return head + body + (f"\nErrors:{errs}\n" if errs else "")
 
 
-def summarize(sources: list[str], results: list[Any]) -> WelfareSummary:
+def summarize(sources: list[str], results: list[RewardResult]) -> WelfareSummary:
     by: dict[str, list[Any]] = defaultdict(list)
     errors: Counter[str] = Counter()
     for source, r in zip(sources, results, strict=True):
@@ -220,18 +148,14 @@ def summarize(sources: list[str], results: list[Any]) -> WelfareSummary:
     return summary
 
 
-def _score_teacher(frame: pd.DataFrame, completions: list[str], params: Mapping[str, Any]) -> WelfareSummary:
-    from gtalign.reward import RewardInput, score_batch
-    from gtalign.reward.judges import make_judge
-
-    reward = section(dict(params), "reward")
-    judge_kind = str(section(dict(params), "demonstrations").get("judge", "rule"))
-    judge = make_judge(judge_kind, **dict(section(reward, "judge").get(judge_kind) or {}))
+def _score_teacher(frame: pd.DataFrame, completions: list[str], params: Params) -> WelfareSummary:
+    judge_kind = params.demonstrations.judge
+    judge = make_judge(judge_kind, **params.reward.judge.of(judge_kind))
     rows = [
         RewardInput(c, str(r["source"]), str(r["ground_truth"]), extra_info_of(r))
         for c, r in zip(completions, frame.to_dict("records"), strict=True)
     ]
-    results = score_batch(rows, judge, reward_config(dict(params)))
+    results = score_batch(rows, judge, params.reward.config())
     return summarize(frame["source"].astype(str).tolist(), results)
 
 
@@ -245,26 +169,18 @@ class DemonstrationsResult:
 
 
 def _openai_teacher_texts(
-    root: Path, records: list[dict[str, Any]], style: str, params: Mapping[str, Any]
+    root: Path, records: list[dict[str, Any]], style: str, params: Params
 ) -> tuple[list[str | None], str, dict[str, float], str]:
     """Best-of-N demonstrations from a served model (`gtalign.teacher`), scored with the judge named in
     `demonstrations.judge` (options from `reward.judge.<kind>`): (text per row or None, teacher label, metrics,
     markdown stats). A relative `cache_path` is resolved against `root`, so every driver shares one cache."""
-    from pydantic import ValidationError
-
-    from gtalign.config import ParamsError
-    from gtalign.reward.judges import make_judge
-    from gtalign.teacher import OpenAITeacherConfig, TeacherPrompt, best_of_n
-
-    cfg = section(dict(params), "demonstrations")
-    try:
-        teacher_cfg = OpenAITeacherConfig(**dict(cfg.get("openai") or {}))
-    except ValidationError as e:
-        raise ParamsError(f"params.yaml: demonstrations.openai: {e}") from None
+    teacher_cfg = params.demonstrations.openai
+    if teacher_cfg is None:
+        raise ParamsError("params.yaml: demonstrations.openai: the openai teacher needs an endpoint (base_url, model)")
     if teacher_cfg.cache_path is not None and not teacher_cfg.cache_path.is_absolute():
         teacher_cfg = teacher_cfg.model_copy(update={"cache_path": root / teacher_cfg.cache_path})
-    judge_kind = str(cfg.get("judge", "rule"))
-    judge_options = dict(section(section(dict(params), "reward"), "judge").get(judge_kind) or {})
+    judge_kind = params.demonstrations.judge
+    judge_options = params.reward.judge.of(judge_kind)
     judge = make_judge(judge_kind, **judge_options)
     prompts = [
         TeacherPrompt(
@@ -276,7 +192,7 @@ def _openai_teacher_texts(
         prompts,
         teacher_cfg,
         judge,
-        reward_config(dict(params)),
+        params.reward.config(),
         judge_config={"kind": judge_kind, **judge_options},
     )
     st = result.stats
@@ -296,7 +212,7 @@ def _openai_teacher_texts(
 
 
 def demonstrations_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> DemonstrationsResult:
     """Demonstrations for every curated train row by the configured teacher, scored by the welfare reward.
 
@@ -304,36 +220,29 @@ def demonstrations_stage(
     among strictly valid answers of a served model, `demonstrations.openai`; a row without a valid candidate is
     dropped and counted in the metrics). Each JSONL row names its `teacher`.
     """
-    from gtalign.config import ParamsError
-    from gtalign.data import load_curated
-
     layout = Layout(root)
-    cfg = section(dict(params), "demonstrations")
-    style = str(section(dict(params), "curate").get("prompt_style", "full"))
-    teacher = str(cfg.get("teacher", "rule"))
+    cfg = params.demonstrations
+    style = params.curate.prompt_style
+    teacher = cfg.teacher
     table = load_curated(layout.curated)
-    train = table[table["split"].isin(list(cfg.get("splits", ["train"])))].reset_index(drop=True)
+    train = table[table["split"].isin(cfg.splits)].reset_index(drop=True)
     records = train.to_dict("records")
     teacher_metrics: dict[str, float] = {}
     teacher_md = ""
     if teacher == "rule":
-        from gtalign.demonstrations import demonstrate
-
-        seed, max_words = int(cfg.get("seed", 0)), int(cfg.get("max_response_words", 120))
-        rule = WelfareRule(kind=str(cfg.get("analyze_rule", "sum")))
+        seed, max_words = cfg.seed, cfg.max_response_words
+        rule = WelfareRule(kind=cfg.analyze_rule)
         all_texts: list[str | None] = [
             demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
         ]
         label = "rule"
-    elif teacher == "openai":
-        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
     else:
-        raise ParamsError(f"params.yaml: demonstrations.teacher must be 'rule' or 'openai', got {teacher!r}")
+        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
     keep = [i for i, text in enumerate(all_texts) if text is not None]
     texts = [t for t in all_texts if t is not None]
     kept_rows = train.iloc[keep].reset_index(drop=True)
     layout.demonstrations.mkdir(parents=True, exist_ok=True)
-    path = layout.demonstrations / "demonstrations.jsonl"
+    path = layout.demonstrations_file
     with path.open("w", encoding="utf-8") as f:
         for r, text in zip(kept_rows.to_dict("records"), texts, strict=True):
             f.write(
@@ -361,12 +270,12 @@ def demonstrations_stage(
         **{f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()},
         **teacher_metrics,
     }
-    _write_metrics(layout.metrics("demonstrations"), metrics)
+    write_metrics(layout.metrics("demonstrations"), metrics)
     run_id = (
-        _log(
+        log_stage(
             root,
             "demonstrations",
-            {"demonstrations": cfg, "prompt_style": style},
+            {"demonstrations": params.written("demonstrations"), "prompt_style": style},
             metrics,
             [layout.demonstrations / "summary.md"],
             tracking_uri,
@@ -389,14 +298,10 @@ class TeacherEvalResult:
 
 
 def teacher_eval_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
+    root: Path, params: Params, *, tracking_uri: str | None = None, track: bool = True
 ) -> TeacherEvalResult:
-    from gtalign.data import load_curated
-    from gtalign.demonstrations import demonstrate
-
     layout = Layout(root)
-    cfg = section(dict(params), "teacher_eval")
-    per_source, seed = int(cfg.get("per_source", 20)), int(cfg.get("seed", 0))
+    per_source, seed = params.teacher_eval.per_source, params.teacher_eval.seed
     table = load_curated(layout.curated)
     test = table[table["split"] == "test"]
     sample = test.sample(frac=1.0, random_state=seed).groupby("source").head(per_source).reset_index(drop=True)
@@ -406,48 +311,7 @@ def teacher_eval_stage(
     path = layout.teacher_eval / "summary.md"
     path.write_text(summary.to_markdown("Rule teacher on the test sets (rule judges)"), encoding="utf-8")
     metrics = {f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()}
-    _write_metrics(layout.metrics("teacher_eval"), metrics)
-    run_id = _log(root, "teacher_eval", {"teacher_eval": cfg}, metrics, [path], tracking_uri) if track else None
+    write_metrics(layout.metrics("teacher_eval"), metrics)
+    logged = {"teacher_eval": params.written("teacher_eval")}
+    run_id = log_stage(root, "teacher_eval", logged, metrics, [path], tracking_uri) if track else None
     return TeacherEvalResult(summary, metrics, path, run_id)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# evaluation of the pipeline's own models: base, SFT and each RL variant, on the same prompts
-# ---------------------------------------------------------------------------------------------------------------
-def pipeline_variants(params: Mapping[str, Any]) -> list[str]:
-    """The RL variants the pipeline trains and evaluates (`pipeline.variants`; the `paper` preset adds baselines)."""
-    variants = section(dict(params), "pipeline").get("variants") or ["cobb_douglas"]
-    return [str(v) for v in variants]
-
-
-def pipeline_models(root: Path, variants: Iterable[str]) -> tuple[dict[str, Path], dict[str, str]]:
-    """Display name -> model folder, and -> the MLflow run that trained it (when the training left its id).
-
-    Names are what the report and `artifacts/metrics/evaluation.json` use: `base`, `sft`, then the variant names
-    (`cobb_douglas` is GTAlign).
-    """
-    from gtalign.train.common import MLFLOW_RUN_FILE, TrainLayout
-
-    layout = TrainLayout(root)
-    folders = {"base": "base", "sft": "sft", **{v: f"rl-{v}" for v in variants}}
-    models, run_ids = {}, {}
-    for name, folder in folders.items():
-        path = layout.model(folder)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: model {name!r} has not been trained yet (run the training stages)")
-        models[name] = path
-        id_file = layout.checkpoints(folder) / MLFLOW_RUN_FILE
-        if id_file.is_file():
-            run_ids[name] = id_file.read_text().strip()
-    return models, run_ids
-
-
-def evaluation_stage(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None, track: bool = True
-) -> Any:
-    """Evaluate base, SFT and every RL variant of `pipeline.variants` on the same held-out prompts; write the
-    report. Each model's evaluation is its own MLflow run, linked to the run that trained it."""
-    from gtalign.evaluate.stages import evaluate_stage
-
-    models, run_ids = pipeline_models(root, pipeline_variants(params))
-    return evaluate_stage(root, params, models, training_run_ids=run_ids, tracking_uri=tracking_uri, track=track)
