@@ -1,5 +1,6 @@
 """The `gtalign` command tree is an interface (scripts, DVC stages, docs and CI call it), so it is pinned: every
-command path with its help and every parameter, compared with a committed snapshot.
+command path with its help and every parameter, compared with a committed snapshot. And `gtalign --help` stays light:
+loading the CLI imports none of the heavy libraries a command needs only when it runs.
 
 After an intended change to the CLI, rewrite the snapshot and review its diff:
     PYTHONPATH=. python tests/test_cli_surface.py
@@ -8,6 +9,8 @@ After an intended change to the CLI, rewrite the snapshot and review its diff:
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import typer
 from gtalign.cli import app
 
 SNAPSHOT = Path(__file__).parent / "data" / "cli_surface.json"
+HEAVY = ("torch", "transformers", "trl", "mlflow", "dagster")
 
 
 def _jsonable(value: Any) -> Any:
@@ -82,6 +86,12 @@ def test_the_command_tree_matches_the_snapshot() -> None:
     assert sorted(got) == sorted(expected), "command paths changed"
     for path in expected:
         assert got[path] == expected[path], path
+
+
+def test_loading_the_cli_imports_no_heavy_library() -> None:
+    probe = f"import sys, gtalign.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gtalign.evaluate.cli import eval_app
+from gtalign.cli.eval import eval_app
 from gtalign.evaluate.generate import (
     GenerationMismatchError,
     count_tokens,

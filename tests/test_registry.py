@@ -415,7 +415,7 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from gtalign.registry_cli import registry_app
+    from gtalign.cli.registry import registry_app
 
     app = typer.Typer()
     app.add_typer(registry_app, name="registry")

@@ -370,7 +370,8 @@ def test_cli_commands_mount_and_show_help():
     import typer
     from typer.testing import CliRunner
 
-    from gtalign.steering_cli import serve, steer_app
+    from gtalign.cli.serve import serve
+    from gtalign.cli.steer import steer_app
 
     app = typer.Typer()
     app.add_typer(steer_app, name="steer")

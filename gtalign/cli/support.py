@@ -1,27 +1,35 @@
-"""What every `gtalign` sub-CLI shares: the error exit, and reading params.yaml (presets, `--set`) into one.
+"""What every `gtalign` command shares: the error exit, reading params.yaml (presets, `--set`) into one dict, and
+turning a stage's expected failures into that exit.
 
 One place so that a bad params file, preset or override fails the same way from every command: `error: <what and
-where>` on stderr and exit 2 (usage), never a traceback.
+where>` on stderr and exit 2 (usage), never a traceback; a stage's expected failure exits 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
-PRESET_OPTION = typer.Option(
-    "--preset", help="YAML overlaid on params (e.g. configs/train/qwen2.5-3b.yaml), repeatable, applied in order"
-)
-SET_OPTION = typer.Option("--set", help="override one value: section.key=value (YAML value), repeatable")
+from gtalign.config import ParamsError, load_params_with
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` to stderr and return the Exit to raise (`raise fail(...) from None`)."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def exit_on(*errors: type[BaseException], prefix: str = "", code: int = 1) -> Iterator[None]:
+    """Turn the expected `errors` of the block into `error: <prefix><message>` and exit `code`."""
+    try:
+        yield
+    except errors as e:
+        raise fail(f"{prefix}{e}", code=code) from None
 
 
 def cli_params(
@@ -34,8 +42,6 @@ def cli_params(
 ) -> dict[str, Any]:
     """`params` (default `<root>/params.yaml`), each preset overlaid, then the overrides; `optional` commands (whose
     every setting has a default) run without a params file when none was named."""
-    from gtalign.config import ParamsError, load_params_with
-
     path = params or Path(root) / "params.yaml"
     if optional and params is None and not path.exists():
         return {}
@@ -43,3 +49,11 @@ def cli_params(
         return load_params_with(path, list(presets or ()), list(sets or ()))
     except (ParamsError, ValueError, OSError) as e:
         raise fail(str(e)) from None
+
+
+def set_threads(threads: int | None) -> None:
+    """`--threads`: torch's CPU threads (1 is fastest on a busy machine)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

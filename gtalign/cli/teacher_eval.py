@@ -1,0 +1,20 @@
+"""`gtalign teacher-eval`: how well the rule teacher plays, before any model is trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gtalign.cli.data import DATA_ERRORS
+from gtalign.cli.options import PARAMS, ROOT
+from gtalign.cli.support import cli_params, exit_on
+from gtalign.stages import teacher_eval_stage
+
+
+def teacher_eval(root: Annotated[Path, ROOT] = Path("."), params: Annotated[Path | None, PARAMS] = None) -> None:
+    """Score the rule teacher on a sample of every test set with the rule judges."""
+    with exit_on(*DATA_ERRORS, prefix="teacher_eval: "):
+        result = teacher_eval_stage(root.resolve(), cli_params(root, params))
+    typer.echo(result.summary.to_markdown(f"Rule teacher on the test sets ({result.path})"))
