@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from gtalign.cli.options import PARAMS, ROOT
+from gtalign.cli.options import ParamsFile, Root
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.data import DataPullError, DataValidationError, RawDataMissingError, pull_data
 from gtalign.stages import curate_stage, demonstrations_stage
@@ -19,7 +18,7 @@ DATA_ERRORS = (RawDataMissingError, DataPullError, DataValidationError, FileNotF
 
 
 @data_app.command("pull")
-def data_pull(root: Annotated[Path, ROOT] = Path(".")) -> None:
+def data_pull(root: Root = Path(".")) -> None:
     """`dvc pull` the raw GTAlign sets into data/ (the remote is ../shared/gtalign-data/dvc-store by default)."""
     with exit_on(DataPullError):
         path = pull_data(root.resolve())
@@ -27,7 +26,7 @@ def data_pull(root: Annotated[Path, ROOT] = Path(".")) -> None:
 
 
 @data_app.command("curate")
-def data_curate(root: Annotated[Path, ROOT] = Path("."), params: Annotated[Path | None, PARAMS] = None) -> None:
+def data_curate(root: Root = Path("."), params: ParamsFile = None) -> None:
     """Curate and validate the raw sets into artifacts/curated (stops with a report on a failed expectation)."""
     with exit_on(*DATA_ERRORS, prefix="curate: "):
         result = curate_stage(root.resolve(), cli_params(root, params))
@@ -36,9 +35,7 @@ def data_curate(root: Annotated[Path, ROOT] = Path("."), params: Annotated[Path 
 
 
 @data_app.command("demonstrations")
-def data_demonstrations(
-    root: Annotated[Path, ROOT] = Path("."), params: Annotated[Path | None, PARAMS] = None
-) -> None:
+def data_demonstrations(root: Root = Path("."), params: ParamsFile = None) -> None:
     """Write the SFT demonstrations (rule teacher) and report their welfare."""
     with exit_on(*DATA_ERRORS, prefix="demonstrations: "):
         result = demonstrations_stage(root.resolve(), cli_params(root, params))

@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gtalign.cli.options import PARAMS, ROOT
+from gtalign.cli.options import ParamsFile, Root
 from gtalign.cli.render import print_rows
 from gtalign.cli.support import cli_params
 from gtalign.pipeline import run_pipeline
 
 
 def demo(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: Root = Path("."),
+    params: ParamsFile = None,
     preset: Annotated[
         list[Path] | None,
         typer.Option("--preset", help="YAML overlaid on params.yaml (e.g. configs/presets/paper.yaml)"),

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gtalign.cli.options import PARAMS, PRESET, SET
+from gtalign.cli.options import ParamsFile, Presets, Sets
 from gtalign.cli.support import cli_params, exit_on, fail
 from gtalign.evaluate.generate import GenerationMismatchError
 from gtalign.evaluate.stages import EvaluateResult, evaluate_stage, report_stage
@@ -36,7 +36,7 @@ def eval_run(
         list[str] | None, typer.Option("--run-id", help="NAME=MLFLOW_RUN_ID of the training run (repeat)")
     ] = None,
     root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    params: ParamsFile = None,
     judge: Annotated[str | None, JUDGE] = None,
     per_source: Annotated[int | None, typer.Option(min=1, help="override evaluate.per_source")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="override evaluate.max_new_tokens")] = None,
@@ -63,7 +63,7 @@ def eval_report(
         list[str] | None, typer.Option("--model", "-m", help="model folder names to include, in order (default: all)")
     ] = None,
     root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    params: ParamsFile = None,
     judge: Annotated[str | None, JUDGE] = None,
     track: Annotated[bool, typer.Option(help="also log one MLflow run per model")] = False,
     plots: Annotated[bool, typer.Option(help="draw the PNG plots")] = True,
@@ -78,9 +78,9 @@ def eval_report(
 @eval_app.command("pipeline")
 def eval_pipeline(
     root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
-    preset: Annotated[list[Path] | None, PRESET] = None,
-    set_: Annotated[list[str] | None, SET] = None,
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
 ) -> None:
     """Evaluate the pipeline's own models (base, sft, each RL variant of `pipeline.variants`) and write the report.
 

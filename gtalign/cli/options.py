@@ -1,10 +1,14 @@
-"""Options that several `gtalign` commands take, declared once so that they read the same everywhere.
+"""Options that several `gtalign` commands take, declared once (with their type) so that they read the same
+everywhere: `root: Root = Path(".")`, `params: ParamsFile = None`.
 
 An option only one module takes is declared there. The two `--root` variants differ only in their help text; they are
 kept apart so that `gtalign ... --help` stays as it was (tests/data/cli_surface.json pins it).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,3 +25,11 @@ MODEL = typer.Option(
     "--model", help="checkpoint folder or registered model URI, e.g. models:/gtalign-assistant@champion"
 )
 TRACKING_URI = typer.Option("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else <root>/mlflow.db)")
+
+Root = Annotated[Path, ROOT]
+RootTracked = Annotated[Path, ROOT_TRACKED]
+ParamsFile = Annotated[Path | None, PARAMS]
+Presets = Annotated[list[Path] | None, PRESET]
+Sets = Annotated[list[str] | None, SET]
+Model = Annotated[str | None, MODEL]
+TrackingUri = Annotated[str | None, TRACKING_URI]

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gtalign.cli.options import PARAMS, ROOT_TRACKED
+from gtalign.cli.options import ParamsFile, RootTracked
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.registry import (
     RegistryConfig,
@@ -37,8 +37,8 @@ TRACKING_URI = typer.Option(
 
 @registry_app.command("register")
 def register_cmd(
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     model_dir: Annotated[
         Path | None, typer.Option(help="Hugging Face checkpoint folder (default: registry.model_dir)")
     ] = None,
@@ -69,8 +69,8 @@ def register_cmd(
 
 @registry_app.command("promote")
 def promote_cmd(
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     tolerance: Annotated[
         float | None, typer.Option(min=0.0, help="max allowed drop of any source's answer quality (default: params)")
     ] = None,
@@ -96,8 +96,8 @@ def promote_cmd(
 
 @registry_app.command("release")
 def release_cmd(
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     model_dir: Annotated[Path | None, typer.Option(help="checkpoint folder (default: registry.model_dir)")] = None,
     metrics: Annotated[Path | None, typer.Option(help="evaluation JSON (default: registry.metrics_file)")] = None,
     output: Annotated[Path | None, typer.Option(help="decision JSON (default: registry.decision_file)")] = None,
@@ -110,8 +110,8 @@ def release_cmd(
 
 @registry_app.command("show")
 def show_cmd(
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """The champion and challenger versions with their metrics and promotion tags, as JSON."""
@@ -123,8 +123,8 @@ def show_cmd(
 @registry_app.command("predict")
 def predict_cmd(
     prompts: Annotated[list[str], typer.Argument(help="user messages, one chat each")],
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="default: the model's signature")] = None,
     temperature: Annotated[float | None, typer.Option(min=0.0)] = None,

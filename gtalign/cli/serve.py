@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gtalign.cli.options import MODEL, PARAMS, ROOT_TRACKED, TRACKING_URI
+from gtalign.cli.options import Model, ParamsFile, RootTracked, TrackingUri
 from gtalign.cli.support import cli_params, exit_on, set_threads
 from gtalign.serve import build_engine, run_server, serve_settings
 from gtalign.steering import steering_config
@@ -17,14 +17,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    model: Annotated[str | None, MODEL] = None,
+    model: Model = None,
     host: Annotated[str | None, typer.Option(help="bind address (default: serve.host, 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: serve.port)")] = None,
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     served_model_name: Annotated[str | None, typer.Option(help="model id clients send")] = None,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
-    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+    tracking_uri: TrackingUri = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Serve the assistant over an OpenAI-compatible API; `pricing` ("api" | "subscription") is a request field."""

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gtalign.cli.options import MODEL, PARAMS, ROOT_TRACKED, TRACKING_URI
+from gtalign.cli.options import Model, ParamsFile, RootTracked, TrackingUri
 from gtalign.cli.support import cli_params, exit_on, fail, set_threads
 from gtalign.steering import expected_words_from_completions, steering_eval_stage
 
@@ -20,12 +20,12 @@ steer_app = typer.Typer(
 
 @steer_app.command("eval")
 def steer_eval(
-    model: Annotated[str | None, MODEL] = None,
-    root: Annotated[Path, ROOT_TRACKED] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    model: Model = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     per_source: Annotated[int | None, typer.Option(help="test prompts per source (default: steering.eval)")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="report folder (default: artifacts/steering)")] = None,
-    tracking_uri: Annotated[str | None, TRACKING_URI] = None,
+    tracking_uri: TrackingUri = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="skip the MLflow run")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy machine)")] = None,
 ) -> None:

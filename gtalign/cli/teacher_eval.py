@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from gtalign.cli.data import DATA_ERRORS
-from gtalign.cli.options import PARAMS, ROOT
+from gtalign.cli.options import ParamsFile, Root
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.stages import teacher_eval_stage
 
 
-def teacher_eval(root: Annotated[Path, ROOT] = Path("."), params: Annotated[Path | None, PARAMS] = None) -> None:
+def teacher_eval(root: Root = Path("."), params: ParamsFile = None) -> None:
     """Score the rule teacher on a sample of every test set with the rule judges."""
     with exit_on(*DATA_ERRORS, prefix="teacher_eval: "):
         result = teacher_eval_stage(root.resolve(), cli_params(root, params))

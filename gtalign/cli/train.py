@@ -7,14 +7,15 @@ the summary goes to stderr. Runs under `accelerate launch -m gtalign.cli train .
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from gtalign.cli.options import PARAMS, PRESET, ROOT, SET
+from gtalign.cli.options import ParamsFile, Presets, Root, Sets
 from gtalign.cli.render import metric_rows, print_rows
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.train.common import is_main_process
@@ -22,13 +23,29 @@ from gtalign.train.stages import base_model_stage, rl_stage, sft_stage
 
 train_app = typer.Typer(help="Training: base model, SFT warm start, welfare-reward RL (GRPO).", no_args_is_help=True)
 
-NO_TRACK = typer.Option("--no-track", help="skip MLflow tracking")
-NO_EVAL = typer.Option("--no-eval", help="skip the held-out evaluation")
+NoTrack = Annotated[bool, typer.Option("--no-track", help="skip MLflow tracking")]
+NoEval = Annotated[bool, typer.Option("--no-eval", help="skip the held-out evaluation")]
 TRAIN_ERRORS = (FileNotFoundError, ValidationError, ValueError)
+R = TypeVar("R")
 SFT_KEYS = ["global_step", "loss_first", "loss_final", "train_seconds", "train_tokens_per_second"]
 SFT_KEYS += ["init_strict_valid", "heldout_strict_valid", "init_welfare", "heldout_welfare", "eval_seconds"]
 RL_KEYS = ["global_step", "train_seconds", "step_seconds", "train_reward_first_quarter", "train_reward_last_quarter"]
 RL_KEYS += ["reward_judge_failures", "init_welfare", "heldout_welfare", "welfare_gain", "heldout_strict_valid"]
+
+
+def _run(
+    stage: Callable[..., R],
+    root: Path,
+    params: Path | None,
+    presets: list[Path] | None,
+    sets: list[str] | None,
+    *args: Any,
+    **kw: Any,
+) -> R:
+    """`stage(root, params, *args, **kw)` with params.yaml, presets and overrides read; a failure exits 1."""
+    p = cli_params(root, params, presets=presets, sets=sets)
+    with exit_on(*TRAIN_ERRORS):
+        return stage(root.resolve(), p, *args, **kw)
 
 
 def _summary(title: str, metrics: dict[str, float], keys: list[str], path: Path) -> None:
@@ -38,32 +55,28 @@ def _summary(title: str, metrics: dict[str, float], keys: list[str], path: Path)
 
 @train_app.command("base")
 def base(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
-    preset: Annotated[list[Path] | None, PRESET] = None,
-    set_: Annotated[list[str] | None, SET] = None,
-    no_track: Annotated[bool, NO_TRACK] = False,
+    root: Root = Path("."),
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    no_track: NoTrack = False,
 ) -> None:
     """Build the base model (tiny: tokenizer trained on curated text + demonstrations) -> artifacts/models/base."""
-    p = cli_params(root, params, presets=preset, sets=set_)
-    with exit_on(*TRAIN_ERRORS):
-        result = base_model_stage(root.resolve(), p, track=not no_track)
+    result = _run(base_model_stage, root, params, preset, set_, track=not no_track)
     _summary(f"base model ({result.kind})", result.metrics, list(result.metrics), result.path)
 
 
 @train_app.command("sft")
 def sft(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
-    preset: Annotated[list[Path] | None, PRESET] = None,
-    set_: Annotated[list[str] | None, SET] = None,
-    no_track: Annotated[bool, NO_TRACK] = False,
-    no_eval: Annotated[bool, NO_EVAL] = False,
+    root: Root = Path("."),
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    no_track: NoTrack = False,
+    no_eval: NoEval = False,
 ) -> None:
     """SFT warm start on the demonstrations -> artifacts/models/sft (resumes a killed run from its last checkpoint)."""
-    p = cli_params(root, params, presets=preset, sets=set_)
-    with exit_on(*TRAIN_ERRORS):
-        result = sft_stage(root.resolve(), p, track=not no_track, evaluate=not no_eval)
+    result = _run(sft_stage, root, params, preset, set_, track=not no_track, evaluate=not no_eval)
     _summary("SFT", result.metrics, SFT_KEYS, result.path)
 
 
@@ -73,17 +86,15 @@ def rl(
         str | None,
         typer.Option(help="cobb_douglas (GTAlign) | user | llm | linear | ces (default: params rl.variant)"),
     ] = None,
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
-    preset: Annotated[list[Path] | None, PRESET] = None,
-    set_: Annotated[list[str] | None, SET] = None,
-    no_track: Annotated[bool, NO_TRACK] = False,
-    no_eval: Annotated[bool, NO_EVAL] = False,
+    root: Root = Path("."),
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    no_track: NoTrack = False,
+    no_eval: NoEval = False,
 ) -> None:
     """Welfare-reward GRPO -> artifacts/models/rl-<variant> (resumes a killed run from its last checkpoint)."""
-    p = cli_params(root, params, presets=preset, sets=set_)
-    with exit_on(*TRAIN_ERRORS):
-        result = rl_stage(root.resolve(), p, variant, track=not no_track, evaluate=not no_eval)
+    result = _run(rl_stage, root, params, preset, set_, variant, track=not no_track, evaluate=not no_eval)
     _summary(f"RL ({result.variant})", result.metrics, RL_KEYS, result.path)
 
 
@@ -92,11 +103,11 @@ def all_(
     variant: Annotated[
         list[str] | None, typer.Option(help="RL variant(s), repeatable (default: params rl.variant)")
     ] = None,
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
-    preset: Annotated[list[Path] | None, PRESET] = None,
-    set_: Annotated[list[str] | None, SET] = None,
-    no_track: Annotated[bool, NO_TRACK] = False,
+    root: Root = Path("."),
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    no_track: NoTrack = False,
 ) -> None:
     """base -> sft -> rl for each variant: the demo's training stages, in order."""
     console = Console(stderr=True)
