@@ -19,7 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from gtalign.data.curate import CurateConfig
 from gtalign.evaluate.config import EvaluateConfig
-from gtalign.reward.config import RewardConfig, RewardParams
+from gtalign.registry import RegistryConfig
+from gtalign.reward.config import RewardParams
+from gtalign.serve import ServeSettings
+from gtalign.steering.config import SteeringConfig
 from gtalign.teacher import DemonstrationsParams, TeacherEvalParams
 from gtalign.train.params import BaseModelParams, RLParams, SFTParams
 
@@ -84,23 +87,6 @@ def load_params_with(
     return params
 
 
-def section(params: dict[str, Any], name: str) -> dict[str, Any]:
-    value = params.get(name, {}) or {}
-    if not isinstance(value, dict):
-        raise ParamsError(f"params.yaml: section {name!r} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def reward_config(params: dict[str, Any], **overrides: Any) -> RewardConfig:
-    """The `reward:` section (without its `judge:` sub-section) as a validated RewardConfig."""
-    values = {k: v for k, v in section(params, "reward").items() if k != "judge"}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return RewardConfig(**values)
-    except ValueError as e:
-        raise ParamsError(f"params.yaml: reward: {e}") from None
-
-
 class PipelineParams(BaseModel):
     """params.yaml `pipeline:`."""
 
@@ -126,17 +112,11 @@ class Params(BaseModel):
     sft: SFTParams = Field(default_factory=SFTParams)
     rl: RLParams = Field(default_factory=RLParams)
     pipeline: PipelineParams = Field(default_factory=PipelineParams)
-    # typed by gtalign.steering/registry/serve
-    steering: dict[str, Any] = Field(default_factory=dict)
-    registry: dict[str, Any] = Field(default_factory=dict)
-    serve: dict[str, Any] = Field(default_factory=dict)
+    steering: SteeringConfig = Field(default_factory=SteeringConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     _written: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        """The mapping these params were parsed from, as written (for code that still reads sections by name)."""
-        return copy.deepcopy(self._written)
 
     def written(self, name: str) -> dict[str, Any]:
         """Section `name` as written, without defaults: what MLflow logs as the run's params."""
@@ -163,15 +143,3 @@ def load_typed_params(
 ) -> Params:
     """`load_params_with`, parsed: what a driver calls once at its entry."""
     return parse_params(load_params_with(path, presets, sets))
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as dotted keys, the form MLflow and `dvc params diff` show."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

@@ -47,9 +47,12 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
         ("base model", lambda: train.base_model_stage(root, params)),
         ("SFT", lambda: train.sft_stage(root, params)),
         *[(f"RL ({v})", lambda v=v: train.rl_stage(root, params, v)) for v in variants],
-        ("pricing steering", lambda: steering_eval_stage(root, params.raw)),
+        ("pricing steering", lambda: steering_eval_stage(root, params)),
         ("evaluation + report", lambda: evaluation_stage(root, params)),
-        ("register + promote", lambda: registry.release(root, params.raw, tracking_uri=default_tracking_uri(root))[1]),
+        (
+            "register + promote",
+            lambda: registry.release(root, params.registry, tracking_uri=default_tracking_uri(root))[1],
+        ),
     ]
     results: dict[str, Any] = {}
     for i, (name, step) in enumerate(steps, 1):

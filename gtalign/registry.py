@@ -179,11 +179,6 @@ class RegistryConfig(BaseModel):
     def metric_mapping(self) -> MetricKeys:
         return MetricKeys(keys=self.metric_keys, prefixes=self.metric_prefixes)
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> RegistryConfig:
-        """The `registry:` section of a params dict (params.yaml)."""
-        return cls.model_validate(params.get("registry") or {})
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Logging and registration
@@ -359,7 +354,7 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 def register_from_params(
     root: Path,
-    params: Mapping[str, Any],
+    cfg: RegistryConfig,
     *,
     model_dir: str | Path | None = None,
     metrics_file: str | Path | None = None,
@@ -367,7 +362,6 @@ def register_from_params(
     tracking_uri: str | None = None,
 ) -> Registration:
     """`register` with every default from params.yaml `registry:` (relative paths are under `root`)."""
-    cfg = RegistryConfig.from_params(params)
     model = evaluated_model or cfg.evaluated_model
     metrics = read_metrics(Path(root) / (metrics_file or cfg.metrics_file), model, cfg.metric_mapping)
     return register(
@@ -549,10 +543,9 @@ def promote(
 
 
 def promote_from_params(
-    params: Mapping[str, Any], client_or_uri: MlflowClient | str | None = None, *, tolerance: float | None = None
+    cfg: RegistryConfig, client_or_uri: MlflowClient | str | None = None, *, tolerance: float | None = None
 ) -> PromotionDecision:
     """`promote` with the gate settings of params.yaml `registry.gate` (tolerance overridable per call)."""
-    cfg = RegistryConfig.from_params(params)
     return promote(
         client_or_uri,
         cfg.model_name,
@@ -571,14 +564,14 @@ def write_decision(decision: PromotionDecision, path: str | Path) -> Path:
 
 
 def release(
-    root: Path, params: Mapping[str, Any], *, tracking_uri: str | None = None
+    root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None
 ) -> tuple[Registration, PromotionDecision]:
     """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
     `gtalign registry release`, and the last step of `gtalign demo`)."""
     uri = tracking_uri or default_tracking_uri(root)
-    registration = register_from_params(root, params, tracking_uri=uri)
-    decision = promote_from_params(params, uri)
-    write_decision(decision, Path(root) / RegistryConfig.from_params(params).decision_file)
+    registration = register_from_params(root, cfg, tracking_uri=uri)
+    decision = promote_from_params(cfg, uri)
+    write_decision(decision, Path(root) / cfg.decision_file)
     return registration, decision
 
 

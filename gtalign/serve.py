@@ -96,9 +96,9 @@ class ServeSettings(BaseModel):
     log_level: str = "info"
 
 
-def serve_settings(params: Mapping[str, Any], **overrides: Any) -> ServeSettings:
-    """The `serve:` section with CLI overrides (None = keep params)."""
-    values = dict(params.get("serve") or {})
+def serve_settings(settings: ServeSettings, **overrides: Any) -> ServeSettings:
+    """params.yaml `serve:` with CLI overrides (None = keep params), validated again."""
+    values = settings.model_dump()
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServeSettings.model_validate(values)
 

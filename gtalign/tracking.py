@@ -16,8 +16,6 @@ from typing import Any
 
 import yaml
 
-from gtalign.config import flatten
-
 EXPERIMENT = "gtalign"
 
 
@@ -97,3 +95,15 @@ def log_stage(
         for path in artifacts:
             mlflow.log_artifact(str(path))
         return active.info.run_id
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys, the form MLflow and `dvc params diff` show."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -132,13 +132,13 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
     """
     import openai
 
-    from gtalign.config import load_params
+    from gtalign.config import load_typed_params
     from gtalign.data import load_curated, prompt_messages
     from gtalign.game import PayoffMatrix, optimal_cell
-    from gtalign.steering import steering_config, transform_for
+    from gtalign.steering import transform_for
 
     root = demo_run.root
-    cfg = steering_config(load_params(root / "params.yaml"))
+    cfg = load_typed_params(root / "params.yaml").steering
     table = load_curated(root / "artifacts" / "curated")
     test = table[(table["split"] == "test") & table["source"].isin(["math-hard", "ambig_qa", "wildguard"])]
     rows = test.groupby("source").head(3).to_dict("records")  # short prompts: prompt + max_tokens fit the context

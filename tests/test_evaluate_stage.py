@@ -8,8 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from gtalign.cli.eval import eval_app
 from gtalign.config import parse_params
-from gtalign.evaluate.cli import eval_app
 from gtalign.evaluate.generate import (
     GenerationMismatchError,
     count_tokens,

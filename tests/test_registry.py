@@ -141,9 +141,9 @@ def test_read_metrics_file(tmp_path: Path) -> None:
 
 
 def test_registry_config_reads_the_repo_params() -> None:
-    from gtalign.config import load_params
+    from gtalign.config import load_typed_params
 
-    cfg = RegistryConfig.from_params(load_params(REPO_ROOT / "params.yaml"))
+    cfg = load_typed_params(REPO_ROOT / "params.yaml").registry
     assert cfg.model_name == MODEL_NAME
     assert cfg.gate.metric == "welfare_mean" and cfg.gate.answer_prefix == "answer/"
     assert cfg.metric_mapping.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {
@@ -151,7 +151,7 @@ def test_registry_config_reads_the_repo_params() -> None:
         "answer/a": 0.5,
         "welfare/a": 0.7,
     }
-    assert RegistryConfig.from_params({}) == RegistryConfig()
+    assert RegistryConfig.model_validate({}) == RegistryConfig()
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_a_misspelt_registry_key_is_an_error_naming_section_and_key(section: dic
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match=r"params\.yaml registry") as err:
-        RegistryConfig.from_params({"registry": section})
+        RegistryConfig.model_validate(section)
     assert where in str(err.value) and "Extra inputs are not permitted" in str(err.value)
 
 
@@ -432,7 +432,7 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from gtalign.registry_cli import registry_app
+    from gtalign.cli.registry import registry_app
 
     app = typer.Typer()
     app.add_typer(registry_app, name="registry")

@@ -337,18 +337,16 @@ def test_resolve_model_reads_the_registered_pyfunc(tok, tmp_path):
 
 
 def test_params_yaml_serve_section_loads():
-    from gtalign.config import load_params
+    from gtalign.config import load_typed_params
     from gtalign.serve import serve_settings
 
-    s = serve_settings(load_params(REPO_ROOT / "params.yaml"), port=0)
+    s = serve_settings(load_typed_params(REPO_ROOT / "params.yaml").serve, port=0)
     assert s.host == "127.0.0.1" and s.port == 0 and s.max_tokens_limit >= s.default_max_tokens
 
 
 def test_a_misspelt_serve_key_is_an_error_naming_section_and_key():
     from pydantic import ValidationError
 
-    from gtalign.serve import serve_settings
-
     with pytest.raises(ValidationError, match=r"params\.yaml serve") as err:
-        serve_settings({"serve": {"prot": 8000}})
+        ServeSettings.model_validate({"prot": 8000})
     assert "prot" in str(err.value) and "Extra inputs are not permitted" in str(err.value)

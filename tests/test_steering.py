@@ -23,7 +23,6 @@ from gtalign.steering import (
     SteerRequest,
     expected_words_from_completions,
     published_transform,
-    steering_config,
     transform_for,
 )
 from gtalign.steering.decoder import _closing_run_start
@@ -115,9 +114,9 @@ def test_transform_for_maps_requested_pricing_from_the_native_one():
 
 
 def test_params_yaml_steering_section_loads():
-    from gtalign.config import load_params
+    from gtalign.config import load_typed_params
 
-    cfg = steering_config(load_params(REPO_ROOT / "params.yaml"))
+    cfg = load_typed_params(REPO_ROOT / "params.yaml").steering
     assert cfg.native_pricing == "subscription" and set(cfg.expected_words) == {"DA", "CQ", "AQ"}
 
 
@@ -366,7 +365,8 @@ def test_cli_commands_mount_and_show_help():
     import typer
     from typer.testing import CliRunner
 
-    from gtalign.steering_cli import serve, steer_app
+    from gtalign.cli.serve import serve
+    from gtalign.cli.steer import steer_app
 
     app = typer.Typer()
     app.add_typer(steer_app, name="steer")

@@ -109,7 +109,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     work = tmp_path / "resume"
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
-        sys.executable, "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS,
+        sys.executable, "-m", "gtalign.cli", "train", "sft", "--root", str(work), "--params", PARAMS,
         "--no-eval", "--set", "sft.args.max_steps=8", "--set", "sft.args.save_steps=2", "--set",
         "sft.args.logging_steps=1", "--set", "sft.args.warmup_steps=0", "--set", "sft.args.save_total_limit=null",
     ]  # fmt: skip
@@ -147,7 +147,7 @@ def test_accelerate_launch_single_cpu_process(project, tmp_path):
     shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
     cmd = [
         str(BIN / "accelerate"), "launch", "--config_file", CPU_SINGLE,
-        "-m", "gtalign.train.cli", "sft", "--root", str(work), "--params", PARAMS, "--no-eval",
+        "-m", "gtalign.cli", "train", "sft", "--root", str(work), "--params", PARAMS, "--no-eval",
         "--set", "sft.args.max_steps=3", "--set", "sft.args.save_steps=3", "--set", "sft.args.logging_steps=1",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)

@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from gtalign import tracking
-from gtalign.config import reward_config, section
+from gtalign.config import Params
 from gtalign.data import load_curated
+from gtalign.data.prompts import extra_info_of, prompt_messages
 from gtalign.game import ACTIONS, split_cell
+from gtalign.layout import Layout
 from gtalign.modeling import load_model
 from gtalign.protocol import named_cell, read_tolerant, response_action
 from gtalign.registry import resolve_model
 from gtalign.reward import RewardConfig, RewardInput, score_batch
 from gtalign.reward.consistency import matrix_consistency
 from gtalign.reward.judges import Judge, make_judge
-from gtalign.stages import Layout, extra_info_of, prompt_messages
 from gtalign.steering import (
     PRICING_MODES,
     PricingTransform,
@@ -36,7 +37,6 @@ from gtalign.steering import (
     SteeringConfig,
     SteerOutput,
     SteerRequest,
-    steering_config,
 )
 
 __all__ = ["SteeringEvalResult", "evaluate_steering", "steering_eval_stage"]
@@ -100,12 +100,11 @@ def _eval_modes(cfg: SteeringConfig, modes: Sequence[str], prices: Sequence[floa
     return out
 
 
-def steering_eval_stage(root: Path, params: Mapping[str, Any], **options: Any) -> SteeringEvalResult:
+def steering_eval_stage(root: Path, params: Params, **options: Any) -> SteeringEvalResult:
     """The stage entry (CLI, DVC, Dagster): parse params.yaml's `steering:` and `reward:` once, then
     `evaluate_steering` (the rule judge with `reward.judge.rule` options); `options` are its keyword options."""
-    params = dict(params)
-    judge = make_judge("rule", **dict(section(section(params, "reward"), "judge").get("rule") or {}))
-    return evaluate_steering(root, steering_config(params), judge=judge, reward=reward_config(params), **options)
+    judge = make_judge("rule", **params.reward.judge.of("rule"))
+    return evaluate_steering(root, params.steering, judge=judge, reward=params.reward.config(), **options)
 
 
 def evaluate_steering(

@@ -16,7 +16,6 @@ from gtalign.steering.config import (
     PublishedScales,
     SteeringConfig,
     SteeringEvalConfig,
-    steering_config,
     transform_for,
 )
 from gtalign.steering.decoder import PAYOFF_CLOSE, PAYOFF_OPEN, Steerer, SteerOutput, SteerRequest
@@ -46,6 +45,5 @@ __all__ = [
     "SteeringEvalConfig",
     "expected_words_from_completions",
     "published_transform",
-    "steering_config",
     "transform_for",
 ]

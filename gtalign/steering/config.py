@@ -6,8 +6,7 @@ and the key) instead of silently falling back to a default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,7 +19,7 @@ from gtalign.steering.pricing import (
     published_transform,
 )
 
-__all__ = ["PublishedScales", "SteeringConfig", "SteeringEvalConfig", "steering_config", "transform_for"]
+__all__ = ["PublishedScales", "SteeringConfig", "SteeringEvalConfig", "transform_for"]
 
 Direction = Literal["subscription->api", "api->subscription"]
 
@@ -100,11 +99,6 @@ class SteeringConfig(BaseModel):
             expected_words=self.expected_words,
             revenue_share=self.revenue_share,
         )
-
-
-def steering_config(params: Mapping[str, Any]) -> SteeringConfig:
-    """The `steering:` section of a params dict (params.yaml) as a validated config."""
-    return SteeringConfig.model_validate(params.get("steering") or {})
 
 
 def transform_for(pricing: Pricing | None, cfg: SteeringConfig) -> PricingTransform | None:

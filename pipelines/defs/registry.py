@@ -9,6 +9,7 @@ on the model version both ways: a rejection fails the check, which blocks `champ
 import dagster as dg
 
 from gtalign import registry
+from gtalign.config import parse_params
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
 GROUP = "registry"
@@ -45,7 +46,7 @@ def registered_model(
 ) -> dg.MaterializeResult:
     reg = registry.register_from_params(
         project.path,
-        project.params(),
+        parse_params(project.params()).registry,
         model_dir=config.model_dir,
         metrics_file=config.metrics_file,
         evaluated_model=config.evaluated_model,
@@ -75,9 +76,9 @@ def registered_model(
 def promotion_gate(
     config: PromotionGateConfig, project: ProjectResource, mlflow: MlflowResource
 ) -> dg.AssetCheckResult:
-    params = project.params()
-    decision = registry.promote_from_params(params, _uri(project, mlflow), tolerance=config.tolerance)
-    registry.write_decision(decision, project.path / registry.RegistryConfig.from_params(params).decision_file)
+    cfg = parse_params(project.params()).registry
+    decision = registry.promote_from_params(cfg, _uri(project, mlflow), tolerance=config.tolerance)
+    registry.write_decision(decision, project.path / cfg.decision_file)
     return dg.AssetCheckResult(
         passed=decision.promoted,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -99,7 +100,7 @@ def promotion_gate(
     description="The version behind `models:/gtalign-assistant@champion` after the gate promoted the challenger.",
 )
 def champion(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    name = registry.RegistryConfig.from_params(project.params()).model_name
+    name = parse_params(project.params()).registry.model_name
     info = registry.describe(_uri(project, mlflow), name)["aliases"].get(registry.CHAMPION)
     if info is None:
         raise dg.Failure(f"{name!r} has no champion although the promotion gate passed")

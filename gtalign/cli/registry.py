@@ -1,8 +1,7 @@
 """`gtalign registry ...`: register the trained policy, run the promotion gate, inspect and query the registry.
 
-Mounted by `gtalign.cli` as `app.add_typer(registry_app, name="registry")`. Every command reads params.yaml
-`registry:` for its defaults and calls `gtalign.registry`, the same functions the DVC stage and Dagster use.
-Heavy imports (mlflow, torch) happen inside the commands so that `gtalign --help` stays fast.
+Every command reads params.yaml `registry:` for its defaults and calls `gtalign.registry`, the same functions the DVC
+stage and Dagster use.
 """
 
 from __future__ import annotations
@@ -13,31 +12,32 @@ from typing import Annotated, Any
 
 import typer
 
-from gtalign.cli_support import cli_params, fail
+from gtalign.cli.options import ParamsFile, RootTracked
+from gtalign.cli.support import cli_params, exit_on
+from gtalign.registry import (
+    RegistryError,
+    describe,
+    promote_from_params,
+    register_from_params,
+    write_decision,
+)
+from gtalign.tracking import default_tracking_uri
 
 registry_app = typer.Typer(
     help="MLflow model registry: register the assistant (challenger), promote it by the gate (champion).",
     no_args_is_help=True,
 )
 
-ROOT = typer.Option("--root", help="repo root (params.yaml, artifacts/, mlflow.db)")
-PARAMS = typer.Option("--params", help="params file (default: <root>/params.yaml)")
 TRACKING_URI = typer.Option(
     "--tracking-uri",
     help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db)",
 )
 
 
-def _uri(root: Path, tracking_uri: str | None) -> str:
-    from gtalign.tracking import default_tracking_uri
-
-    return tracking_uri or default_tracking_uri(root)
-
-
 @registry_app.command("register")
 def register_cmd(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     model_dir: Annotated[
         Path | None, typer.Option(help="Hugging Face checkpoint folder (default: registry.model_dir)")
     ] = None,
@@ -51,20 +51,16 @@ def register_cmd(
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """Log the checkpoint as the assistant pyfunc and register it as a new version with the alias `challenger`."""
-    from gtalign.registry import RegistryError, register_from_params
-
     root = root.resolve()
-    try:
+    with exit_on(RegistryError):
         reg = register_from_params(
             root,
-            cli_params(root, params, optional=True),
+            cli_params(root, params, optional=True).registry,
             model_dir=model_dir,
             metrics_file=metrics,
             evaluated_model=model,
-            tracking_uri=_uri(root, tracking_uri),
+            tracking_uri=tracking_uri or default_tracking_uri(root),
         )
-    except RegistryError as e:
-        raise fail(str(e), code=1) from None
     typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
     for key, value in sorted(reg.metrics.items()):
         typer.echo(f"  {key} = {value:.4f}")
@@ -72,8 +68,8 @@ def register_cmd(
 
 @registry_app.command("promote")
 def promote_cmd(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     tolerance: Annotated[
         float | None, typer.Option(min=0.0, help="max allowed drop of any source's answer quality (default: params)")
     ] = None,
@@ -84,15 +80,11 @@ def promote_cmd(
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """Run the promotion gate: @challenger becomes @champion only if it beats it without hurting any source."""
-    from gtalign.registry import RegistryConfig, RegistryError, promote_from_params, write_decision
-
     root = root.resolve()
     p = cli_params(root, params, optional=True)
-    try:
-        decision = promote_from_params(p, _uri(root, tracking_uri), tolerance=tolerance)
-    except RegistryError as e:
-        raise fail(str(e), code=1) from None
-    path = write_decision(decision, output or root / RegistryConfig.from_params(p).decision_file)
+    with exit_on(RegistryError):
+        decision = promote_from_params(p.registry, tracking_uri or default_tracking_uri(root), tolerance=tolerance)
+    path = write_decision(decision, output or root / p.registry.decision_file)
     typer.echo(f"{decision.name} v{decision.version}: {decision.decision.upper()} (champion: v{decision.champion})")
     for reason in decision.reasons:
         typer.echo(f"  - {reason}")
@@ -103,8 +95,8 @@ def promote_cmd(
 
 @registry_app.command("release")
 def release_cmd(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     model_dir: Annotated[Path | None, typer.Option(help="checkpoint folder (default: registry.model_dir)")] = None,
     metrics: Annotated[Path | None, typer.Option(help="evaluation JSON (default: registry.metrics_file)")] = None,
     output: Annotated[Path | None, typer.Option(help="decision JSON (default: registry.decision_file)")] = None,
@@ -117,23 +109,21 @@ def release_cmd(
 
 @registry_app.command("show")
 def show_cmd(
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """The champion and challenger versions with their metrics and promotion tags, as JSON."""
-    from gtalign.registry import RegistryConfig, describe
-
     root = root.resolve()
-    name = RegistryConfig.from_params(cli_params(root, params, optional=True)).model_name
-    typer.echo(json.dumps(describe(_uri(root, tracking_uri), name), indent=2))
+    name = cli_params(root, params, optional=True).registry.model_name
+    typer.echo(json.dumps(describe(tracking_uri or default_tracking_uri(root), name), indent=2))
 
 
 @registry_app.command("predict")
 def predict_cmd(
     prompts: Annotated[list[str], typer.Argument(help="user messages, one chat each")],
-    root: Annotated[Path, ROOT] = Path("."),
-    params: Annotated[Path | None, PARAMS] = None,
+    root: RootTracked = Path("."),
+    params: ParamsFile = None,
     alias: Annotated[str, typer.Option(help="champion | challenger")] = "champion",
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="default: the model's signature")] = None,
     temperature: Annotated[float | None, typer.Option(min=0.0)] = None,
@@ -141,13 +131,11 @@ def predict_cmd(
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """Load `models:/<name>@<alias>` like any client would and answer the prompts (one JSON line each)."""
-    import mlflow
-
-    from gtalign.registry import RegistryConfig
+    import mlflow  # local: keeps gtalign --help light
 
     root = root.resolve()
-    name = RegistryConfig.from_params(cli_params(root, params, optional=True)).model_name
-    uri = _uri(root, tracking_uri)
+    name = cli_params(root, params, optional=True).registry.model_name
+    uri = tracking_uri or default_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
