@@ -88,4 +88,7 @@ def test_usage_errors_are_clear(tmp_path):
     assert bad_judge.returncode == 2 and "--judge must be one of column, rule, openai" in bad_judge.stderr
     (tmp_path / "params.yaml").write_text("reward:\n  user:\n    answr: 1\n")
     _, bad_params = _run(tmp_path, ["{}"])
-    assert bad_params.returncode == 2 and "params.yaml: reward:" in bad_params.stderr
+    assert (
+        bad_params.returncode == 2
+        and "params.yaml: reward.user.answr: Extra inputs are not permitted" in bad_params.stderr
+    )

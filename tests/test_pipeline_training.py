@@ -37,17 +37,20 @@ with open_dagster_pipes() as pipes:
 def _project(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "configs").mkdir(parents=True)
-    params = {"rl": {"variant": "cobb_douglas", "max_steps": 60, "seed": 0}, "sft": {"max_steps": 10}}
+    params = {
+        "rl": {"variant": "cobb_douglas", "args": {"max_steps": 60, "seed": 0}},
+        "sft": {"args": {"max_steps": 10}},
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    (root / "configs" / "big.yaml").write_text(yaml.safe_dump({"rl": {"max_steps": 500, "seed": 3}}))
+    (root / "configs" / "big.yaml").write_text(yaml.safe_dump({"rl": {"args": {"max_steps": 500, "seed": 3}}}))
     return root
 
 
 def test_project_params_overlay_presets_then_run_config_overrides(tmp_path):
     project = ProjectResource(root=str(_project(tmp_path)))
-    params = project.params({"rl": {"seed": 7, "learning_rate": None}}, presets=["configs/big.yaml"])
-    assert params["rl"] == {"variant": "cobb_douglas", "max_steps": 500, "seed": 7}  # None: params.yaml's value
-    assert params["sft"] == {"max_steps": 10}
+    params = project.params({"rl": {"args": {"seed": 7, "learning_rate": None}}}, presets=["configs/big.yaml"])
+    assert params["rl"] == {"variant": "cobb_douglas", "args": {"max_steps": 500, "seed": 7}}  # None: keep params
+    assert params["sft"] == {"args": {"max_steps": 10}}
 
 
 def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, monkeypatch):
@@ -76,7 +79,7 @@ def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, 
             "--tracking-uri",
             "sqlite:///m.db",
         ]
-        assert call["params"]["rl"] == {"variant": variant, "max_steps": 60, "seed": 0}
+        assert call["params"]["rl"] == {"variant": variant, "args": {"max_steps": 60, "seed": 0}}
     [event] = result.get_asset_materialization_events()
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
     assert metadata["user/path"] == "artifacts/models/rl-user" and metadata["linear/mlflow_run_id"] == "run-linear"

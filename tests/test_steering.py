@@ -12,6 +12,7 @@ from conftest import REPO_ROOT
 from paper_tables import TABLE1
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
+from gtalign.config import parse_params
 from gtalign.game import PayoffMatrix, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
 from gtalign.protocol import check_strict, extract_block, parse_payoff_strict, read_tolerant, render_messages
@@ -346,7 +347,7 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
         }
     }
     result = stage.steering_eval_stage(
-        tmp_path, params, model="scripted", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
+        tmp_path, parse_params(params), model="scripted", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
     m = result.metrics
     assert m["subscription->api @2/all/n"] == 4.0
