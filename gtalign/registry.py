@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtalign.layout import rl_model_name
 from gtalign.tracking import data_version, default_tracking_uri, run
 
 if TYPE_CHECKING:
@@ -166,7 +167,9 @@ class RegistryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml registry")
 
     model_name: str = MODEL_NAME
-    model_dir: str = Field("artifacts/models/rl/cobb_douglas", description="the HF checkpoint to register")
+    model_dir: str = Field(
+        f"artifacts/models/{rl_model_name('cobb_douglas')}", description="the HF checkpoint to register"
+    )
     metrics_file: str = Field("artifacts/metrics/evaluation.json", description="flat JSON written by the evaluation")
     evaluated_model: str = Field("cobb_douglas", description="{model} in the key templates")
     metric_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METRIC_KEYS))

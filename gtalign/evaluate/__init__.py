@@ -1,17 +1,6 @@
-"""Evaluation: generation on the held-out sets and every metric of the paper's Tables 3-7, report and plots.
-
-    generate.py   resumable, batched generation; saved records (`Generation`) recompute metrics without the model
-    metrics.py    scoring through the RL reward (`score_batch`), Tables 3/4/5/7 per source, bootstrap intervals,
-                  action mix, failure counts
-    pareto.py     App. C.1 Pareto metrics (coverage, hypervolume, regret, dominance) as pure functions
-    paper.py      the paper's published numbers (gtalign/resources/paper_results.json)
-    report.py     report.md / report.html, PNG plots, CSVs for `dvc plots`, flat numbers for `dvc metrics`
-    config.py     the `evaluate:` section of params.yaml (`EvaluateConfig`)
-    stages.py     `evaluate_stage` / `report_stage` / `evaluation_stage`, one MLflow run per model
-    steering.py   `steering_eval_stage`: pricing steering on held-out prompts (params `steering:`), its report section
-    cli.py        `gtalign eval run|report` (typer sub-app `eval_app`)
-
-Importing this package imports nothing heavy: the names below load their module on first use.
+"""Evaluation: generation on the held-out sets and every metric of the paper's Tables 3-7, report and plots
+(docs/architecture.md lists the modules). Importing this package imports nothing heavy: the names below load their
+module on first use.
 """
 
 import importlib
