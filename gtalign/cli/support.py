@@ -1,5 +1,5 @@
-"""What every `gtalign` command shares: the error exit, reading params.yaml (presets, `--set`) into one dict, and
-turning a stage's expected failures into that exit.
+"""What every `gtalign` command shares: the error exit, reading params.yaml (presets, `--set`) into one typed
+`Params`, and turning a stage's expected failures into that exit.
 
 One place so that a bad params file, preset or override fails the same way from every command: `error: <what and
 where>` on stderr and exit 2 (usage), never a traceback; a stage's expected failure exits 1.
