@@ -66,8 +66,8 @@ def bench_sft_throughput(tmp: Path, steps: int = 24, batch: int = 8) -> str:
     return (
         "## SFT throughput (`gtalign.train.sft.train_sft`, TRL SFTTrainer)\n\n"
         f"Tiny model (params.yaml `base_model`), {steps} steps x {batch} demonstrations, "
-        f"`train_sampling_strategy={cfg.train_sampling_strategy}`, float32 on CPU; tokens are prompt + completion "
-        "without padding (what `include_num_input_tokens_seen='non_padding'` counts).\n\n"
+        f"`train_sampling_strategy={cfg.args['train_sampling_strategy']}`, float32 on CPU; tokens are prompt + "
+        "completion without padding (what `include_num_input_tokens_seen='non_padding'` counts).\n\n"
         "| metric | value |\n|---|---|\n"
         f"| wall time (trainer.train) | {out.train_seconds:.1f} s |\n"
         f"| step time | {out.train_seconds / steps:.2f} s |\n"
