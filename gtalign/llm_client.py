@@ -38,11 +38,13 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-import openai
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,8 @@ def classify_failure(exc: BaseException) -> tuple[str, str, bool, float | None]:
     Transient: timeouts, connection errors, 429 and 5xx. Any other 4xx (bad key, unknown model, bad parameter)
     will fail the same way again, so it is not retried.
     """
+    import openai  # local: the SDK takes ~0.4 s to import; every `gtalign` command would pay it at start-up
+
     if isinstance(exc, TimeoutError | openai.APITimeoutError):
         return "timeout", "no complete reply within timeout_s", True, None
     if isinstance(exc, openai.APIConnectionError):
@@ -310,6 +314,8 @@ async def _fetch_all(
     on_done: Callable[[int], None] | None,
     multiplicity: Mapping[str, int],
 ) -> dict[str, Outcome]:
+    import openai  # local: the SDK takes ~0.4 s to import; every `gtalign` command would pay it at start-up
+
     api_key = os.environ.get(config.api_key_env) or LOCAL_API_KEY
     semaphore = asyncio.Semaphore(config.concurrency)
     # The client's own retries are off: ours classify and count every attempt.
