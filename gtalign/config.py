@@ -54,6 +54,16 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def overlay_set(params: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`overrides` over `params`, leaving out every None: a CLI option or a Dagster run-config field that was not
+    given keeps the params.yaml value."""
+    return deep_merge(params, _without_none(overrides))
+
+
+def _without_none(overlay: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _without_none(v) if isinstance(v, Mapping) else v for k, v in overlay.items() if v is not None}
+
+
 def apply_set(params: dict[str, Any], assignment: str) -> dict[str, Any]:
     """`rl.args.max_steps=5` -> params with that key set (the value is read as YAML: 5, 1e-5, true, [a, b], null)."""
     key, sep, raw = assignment.partition("=")

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from gtalign.config import Params, ParamsError, deep_merge, load_params_with, parse_params
+from gtalign.config import Params, ParamsError, load_params_with, overlay_set, parse_params
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -50,9 +50,7 @@ def cli_params(
             raw: dict[str, Any] = {}
         else:
             raw = load_params_with(path, list(presets or ()), list(sets or ()))
-        for name, values in (overrides or {}).items():
-            raw = deep_merge(raw, {name: {k: v for k, v in values.items() if v is not None}})
-        return parse_params(raw)
+        return parse_params(overlay_set(raw, overrides or {}))
     except (ParamsError, ValueError, OSError) as e:
         raise fail(str(e)) from None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from gtalign.config import deep_merge, load_params_with
+from gtalign.config import load_params_with, overlay_set
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,12 +28,7 @@ class ProjectResource(dg.ConfigurableResource):
         """params.yaml, each preset (relative to the root) overlaid in order, then per-run overrides from the asset's
         run config (None values are left out)."""
         params = load_params_with(self.path / self.params_file, [self.path / p for p in presets])
-        return deep_merge(params, _without_none(overrides or {}))
-
-
-def _without_none(overlay: dict[str, Any]) -> dict[str, Any]:
-    """A run config leaves the fields it does not set as None: those keep the params.yaml value."""
-    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in overlay.items() if v is not None}
+        return overlay_set(params, overrides or {})
 
 
 class MlflowResource(dg.ConfigurableResource):
