@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from gtalign.data.curate import CurateConfig
 from gtalign.evaluate.config import EvaluateConfig
@@ -127,6 +127,20 @@ class Params(BaseModel):
     serve: ServeSettings = Field(default_factory=ServeSettings)
 
     _written: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _variants_resolve(self) -> Params:
+        """Every variant the pipeline trains is known, and every named variant's reward is a valid reward: a typo
+        fails here, before any stage ran, not in the middle of `make paper`."""
+        for i, variant in enumerate(self.pipeline.variants):
+            self.rl.check_variant(variant, f"pipeline.variants[{i}]")
+        for name in self.rl.variants:
+            try:
+                self.reward.config(**self.rl.with_variant(name).reward_overrides())
+            except ValidationError as e:
+                first = e.errors()[0]
+                raise ValueError(f"rl.variants.{name}.reward: {first['msg']} at {first['loc']}") from None
+        return self
 
     def written(self, name: str) -> dict[str, Any]:
         """Section `name` as written, without defaults: what MLflow logs as the run's params."""

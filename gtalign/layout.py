@@ -18,6 +18,8 @@ HELDOUT_EVAL_FILE = "heldout_eval.json"
 HELDOUT_GENERATIONS_FILE = "heldout_generations.jsonl"
 # Beside a training's checkpoints: the MLflow run that a resumed training continues.
 MLFLOW_RUN_FILE = "gtalign_mlflow_run_id"
+# `make paper`'s preset (relative to the repo root): the RL variants the paper's comparison trains and evaluates.
+PAPER_PRESET = "configs/presets/paper.yaml"
 
 
 def rl_model_name(variant: str) -> str:

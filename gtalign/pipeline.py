@@ -63,7 +63,8 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
     evaluation = results["evaluation + report"]
     summary.report = evaluation.paths.get("report_md")
     summary.headline = {k: v for k, v in evaluation.metrics.items() if k.endswith("/welfare_mean")}
-    summary.directions = [d for d in paper_directions(evaluation.metrics) if d.holds is not None]
+    directions = paper_directions(evaluation.metrics, replicates=params.rl.replicates())
+    summary.directions = [d for d in directions if d.holds is not None]
     summary.decision = results["register + promote"]
     summary.champion = summary.decision.champion
     return summary

@@ -24,7 +24,8 @@ paper_job = dg.define_asset_job(
     "paper",
     selection=dg.AssetSelection.assets(*ASSETS, paper.paper_baselines),
     config=paper.PAPER_RUN_CONFIG,
-    description="The paper preset: gtalign_pipeline plus the user, llm and linear reward baselines, all evaluated.",
+    description="The paper preset: gtalign_pipeline plus its other RL variants (reward baselines, seeds, the "
+    "consistency ablation), all evaluated.",
 )
 
 # One torch asset at a time (see TORCH_OP_TAGS); the cheap data assets still run in parallel.

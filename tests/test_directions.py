@@ -45,6 +45,40 @@ def test_a_tie_with_sft_is_not_a_gain_and_low_validity_fails():
     assert md.count("**does not hold**") == 3 and md.count("| holds |") == 1
 
 
+SEEDS = {"cobb_douglas": ["cobb_douglas", "cobb_douglas-seed1", "cobb_douglas-seed2"]}
+
+
+def _seed_metrics(lows: list[float]) -> dict[str, float]:
+    welfare = {"sft": 0.37, **{s: 0.37 + 0.01 * (i + 1) for i, s in enumerate(SEEDS["cobb_douglas"])}}
+    m = _metrics([1.0] * 4, welfare)
+    for seed, lo in zip(SEEDS["cobb_douglas"], lows, strict=True):
+        m |= {f"paired/sft-{seed}/welfare_diff_lo": -0.05, f"paired/sft-{seed}/welfare_diff_hi": -lo}
+    return m
+
+
+@pytest.mark.parametrize(
+    ("lows", "wins", "holds"), [([0.01, 0.002, -0.01], 2, True), ([0.01, -0.002, -0.01], 1, False)]
+)
+def test_the_seed_spread_needs_most_seeds_significantly_above_sft(lows, wins, holds):
+    m = _seed_metrics(lows)
+    d = {x.name: x for x in paper_directions(m, replicates=SEEDS)}
+    spread = d["cobb_douglas_beats_sft_across_seeds"]
+    assert (spread.value, spread.reference, spread.holds) == (wins, 2, holds)
+    assert directions_metrics([spread]) == {"directions/cobb_douglas_beats_sft_across_seeds": float(holds)}
+    md = directions_markdown([spread], m, SEEDS)
+    assert f"| {wins} seeds | 2 seeds | n/a |" in md
+    assert "Seed spread of cobb_douglas (3 RL seeds): welfare 0.3800 to 0.4000 (range 0.0200)." in md
+    assert f"| cobb_douglas-seed1 | 0.3900 | +0.0200 [{lows[1]:+.4f}, +0.0500] |" in md
+
+
+def test_the_seed_spread_is_not_checked_until_every_seed_is_evaluated():
+    m = _seed_metrics([0.01, 0.01, 0.01])
+    del m["paired/sft-cobb_douglas-seed2/welfare_diff_lo"]
+    [spread] = [x for x in paper_directions(m, replicates=SEEDS) if x.name.endswith("_across_seeds")]
+    assert spread.holds is None and spread.value is None
+    assert [x.name for x in paper_directions(m)][-1] == "cobb_douglas_vs_llm"  # no replicates: no seed claim
+
+
 def test_claims_about_models_not_evaluated_are_not_checked():
     m = _metrics([1.0, 1.0, 1.0, 1.0], {"sft": 0.3, "cobb_douglas": 0.4})
     del m[f"sft/{IN_DOMAIN[0]}/format_strict"]  # one source missing: the mean is not taken over the others
@@ -65,6 +99,7 @@ def test_dagster_check_warns_when_a_direction_does_not_hold(tmp_path):
     from pipelines.defs.resources import ProjectResource
 
     metrics = Layout(tmp_path).metrics("evaluation")
+    (tmp_path / "params.yaml").write_text("{}\n")  # the check reads the seed replicates from params (none here)
 
     @dg.asset(name="evaluation")
     def evaluation() -> None:

@@ -1,5 +1,6 @@
 """The Dagster training wiring without training: what `run_training` hands the Pipes subprocess, and the `paper`
-job's baselines going through the same Pipes path as `rl_model` (a stand-in subprocess reports as pipes_entry does).
+job's variants (its preset's, besides GTAlign) going through the same Pipes path as `rl_model` (a stand-in
+subprocess reports as pipes_entry does).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from pipelines.defs.paper import BASELINES, paper_baselines
+from pipelines.defs.paper import paper_baselines
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
 # Stands in for `python -m gtalign.train.pipes_entry rl ...`: records its arguments and params, reports like rank 0.
@@ -46,6 +47,21 @@ def _project(tmp_path: Path) -> Path:
     return root
 
 
+PAPER_VARIANTS = ("user", "llm", "linear", "cobb_douglas-seed1")
+
+
+def _paper_project(tmp_path: Path) -> Path:
+    """A project whose paper preset trains three reward baselines and one more GTAlign seed."""
+    root = _project(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["rl"]["variants"] = {"cobb_douglas-seed1": {"replicate_of": "cobb_douglas", "args": {"seed": 1}}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "configs" / "presets").mkdir()
+    preset = {"pipeline": {"variants": ["cobb_douglas", *PAPER_VARIANTS]}}
+    (root / "configs" / "presets" / "paper.yaml").write_text(yaml.safe_dump(preset))
+    return root
+
+
 def test_project_params_overlay_presets_then_run_config_overrides(tmp_path):
     project = ProjectResource(root=str(_project(tmp_path)))
     params = project.params({"rl": {"args": {"seed": 7, "learning_rate": None}}}, presets=["configs/big.yaml"])
@@ -54,7 +70,7 @@ def test_project_params_overlay_presets_then_run_config_overrides(tmp_path):
 
 
 def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, monkeypatch):
-    root = _project(tmp_path)
+    root = _paper_project(tmp_path)
     entry = tmp_path / "fake_entry.py"
     entry.write_text(FAKE_ENTRY)
     python = tmp_path / "python"  # `<sys.executable> -m gtalign.train.pipes_entry ...` runs the stand-in instead
@@ -71,7 +87,8 @@ def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, 
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    for variant in BASELINES:
+    assert not (tmp_path / "call-cobb_douglas.json").exists()  # rl_model trains GTAlign itself
+    for variant in PAPER_VARIANTS:
         call = json.loads((tmp_path / f"call-{variant}.json").read_text())
         assert call["args"][:1] == ["rl"] and call["args"][-4:] == [
             "--variant",
@@ -79,7 +96,8 @@ def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, 
             "--tracking-uri",
             "sqlite:///m.db",
         ]
-        assert call["params"]["rl"] == {"variant": variant, "args": {"max_steps": 60, "seed": 0}}
+        assert call["params"]["rl"]["variant"] == variant
+        assert call["params"]["rl"]["args"] == {"max_steps": 60, "seed": 0}  # a seed replicate's own seed: its variant
     [event] = result.get_asset_materialization_events()
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
     assert metadata["user/path"] == "artifacts/models/rl-user" and metadata["linear/mlflow_run_id"] == "run-linear"

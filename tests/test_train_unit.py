@@ -285,7 +285,7 @@ def test_params_sections_validate_and_the_repo_defaults_load():
     assert params.sft.args["max_steps"] >= 1
     assert params.base_model.kind == "tiny"
     assert params.rl.with_variant("user").variant == "user"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValueError, match=r"the RL variant: must be one of cobb_douglas, .*consistency.*got 'ppo'"):
         params.rl.with_variant("ppo")
     with pytest.raises(ValidationError):
         SFTParams(learnig_rate=1.0)  # a typo is an error, not a silent default
@@ -330,3 +330,39 @@ def test_pipes_reports_checks_from_results(tmp_path):
 
 def test_welfare_components_cover_the_reward():
     assert set(COMPONENTS) >= {"answer_user", "answer_llm", "format", "payoff", "latency"}
+
+
+def test_named_rl_variants_override_only_their_reward_and_args():
+    from gtalign.config import load_typed_params
+    from gtalign.train.params import RLParams
+    from gtalign.train.stages import RL_NOT_IN_IDENTITY, make_reward
+
+    params = load_typed_params(REPO_ROOT / "params.yaml", presets=[REPO_ROOT / "configs" / "presets" / "paper.yaml"])
+    assert params.rl.replicates() == {"cobb_douglas": ["cobb_douglas", "cobb_douglas-seed1", "cobb_douglas-seed2"]}
+    gtalign, ablation = params.rl.with_variant("cobb_douglas"), params.rl.with_variant("consistency")
+    seed = params.rl.with_variant("cobb_douglas-seed2")
+    assert (seed.aggregation, seed.args["seed"], gtalign.args["seed"]) == ("cobb_douglas", 2, 0)
+    assert {**seed.args, "seed": 0} == gtalign.args
+    plain, consistency = make_reward(params.reward, gtalign).cfg, make_reward(params.reward, ablation).cfg
+    assert (plain.llm.matrix, consistency.llm.matrix) == (0.0, 0.2)  # the published reward stays the reference
+    assert consistency.model_dump() == {**plain.model_dump(), "llm": {**plain.llm.model_dump(), "matrix": 0.2}}
+    assert make_reward(params.reward, params.rl.with_variant("user")).cfg.aggregation == "user"
+    # the definitions of other variants are not part of a run's identity (its resumable checkpoints)
+    bare = RLParams.model_validate({**params.rl.model_dump(), "variants": {}})
+    assert bare.model_dump(exclude=RL_NOT_IN_IDENTITY) == gtalign.model_dump(exclude=RL_NOT_IN_IDENTITY)
+
+
+@pytest.mark.parametrize(
+    ("rl", "pipeline", "error"),
+    [
+        ({}, {"variants": ["cobb_douglas", "consistncy"]}, r"pipeline\.variants\[1\]: must be one of .*'consistncy'"),
+        ({"variants": {"x": {"reward": {"llm": {"matrx": 1}}}}}, {}, r"rl\.variants\.x\.reward: Extra inputs"),
+        ({"variants": {"user": {}}}, {}, r"rl\.variants\.user: the name is a built-in aggregation"),
+        ({"variants": {"s": {"replicate_of": "cobb"}}}, {}, r"rl\.variants\.s\.replicate_of: unknown variant 'cobb'"),
+    ],
+)
+def test_a_misspelt_variant_fails_before_any_stage(rl, pipeline, error):
+    from gtalign.config import ParamsError, parse_params
+
+    with pytest.raises(ParamsError, match=error):
+        parse_params({"rl": rl, "pipeline": pipeline})

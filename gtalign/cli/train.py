@@ -84,7 +84,9 @@ def sft(
 def rl(
     variant: Annotated[
         str | None,
-        typer.Option(help="cobb_douglas (GTAlign) | user | llm | linear | ces (default: params rl.variant)"),
+        typer.Option(
+            help="cobb_douglas (GTAlign) | user | llm | linear | ces | a name in rl.variants (default: rl.variant)"
+        ),
     ] = None,
     root: Root = Path("."),
     params: ParamsFile = None,

@@ -24,6 +24,7 @@ class Direction:
     reference: float | None  # right-hand side
     holds: bool | None  # None: a model it needs was not evaluated
     interval: tuple[float, float] | None = None  # paired bootstrap interval of value - reference (same prompts)
+    counts: bool = False  # value and reference count runs (the seed spread), not welfare
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -65,9 +66,13 @@ def paper_directions(
     sft: str = "sft",
     baselines: Sequence[str] = ("user", "llm"),
     min_format_strict: float = 0.9,
+    replicates: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Direction]:
     """The claims in a fixed order. Welfare is the mean over every evaluated source (`<model>/welfare_mean`: the
-    in-domain sets of Table 5 and the out-of-domain ones of Table 7); `directions_markdown` shows both parts."""
+    in-domain sets of Table 5 and the out-of-domain ones of Table 7); `directions_markdown` shows both parts.
+
+    `replicates` (params.yaml `rl.replicates()`: GTAlign and its other RL seeds) adds the seed-spread claim: one
+    seed's win can be noise, so the headline holds only if most seeds beat SFT *significantly*."""
     in_domain = list(IN_DOMAIN_SOURCES)
     welfare = {m: metrics.get(f"{m}/welfare_mean") for m in (gtalign, sft, *baselines)}
     out = [
@@ -98,17 +103,40 @@ def paper_directions(
         )
         for b in baselines
     ]
+    seeds = list((replicates or {}).get(gtalign, ()))
+    if len(seeds) > 1:
+        out.append(_seed_spread(metrics, gtalign, sft, seeds))
     return out
 
 
-def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, float] | None = None) -> str:
-    """The verdicts as a table; with `metrics`, each evaluated model's welfare split into in-domain and OOD means."""
+def _seed_spread(metrics: Mapping[str, float], gtalign: str, sft: str, seeds: Sequence[str]) -> Direction:
+    """How many of GTAlign's RL seeds beat SFT with a paired interval above 0; holds on a majority of the seeds."""
+    need = len(seeds) // 2 + 1
+    claim = f"{gtalign} beats {sft} significantly (paired interval above 0) on >= {need} of {len(seeds)} RL seeds"
+    intervals = [paired_interval(metrics, s, sft) for s in seeds]
+    if any(i is None for i in intervals):
+        return Direction(f"{gtalign}_beats_{sft}_across_seeds", claim, None, float(need), None, counts=True)
+    wins = sum(lo > 0 for lo, _ in intervals)  # type: ignore[misc]
+    return Direction(f"{gtalign}_beats_{sft}_across_seeds", claim, float(wins), float(need), wins >= need, counts=True)
+
+
+def directions_markdown(
+    directions: Sequence[Direction],
+    metrics: Mapping[str, float] | None = None,
+    replicates: Mapping[str, Sequence[str]] | None = None,
+    sft: str = "sft",
+) -> str:
+    """The verdicts as a table; with `metrics`, each evaluated model's welfare split into in-domain and OOD means,
+    and each replicated variant's seed spread (every seed against `sft`, with its paired interval)."""
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4f}"
 
+    def side(d: Direction, x: float | None) -> str:
+        return f"{x:.0f} seeds" if d.counts and x is not None else fmt(x)
+
     def gap(d: Direction) -> str:
-        if d.value is None or d.reference is None:
+        if d.value is None or d.reference is None or d.counts:
             return "n/a"
         ci = "" if d.interval is None else f" [{d.interval[0]:+.4f}, {d.interval[1]:+.4f}]"
         return f"{d.value - d.reference:+.4f}{ci}"
@@ -122,7 +150,10 @@ def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, f
         "",
         "| claim | value | reference | difference [interval] | verdict |",
         "|---|---|---|---|---|",
-        *(f"| {d.claim} | {fmt(d.value)} | {fmt(d.reference)} | {gap(d)} | {verdict[d.holds]} |" for d in directions),
+        *(
+            f"| {d.claim} | {side(d, d.value)} | {side(d, d.reference)} | {gap(d)} | {verdict[d.holds]} |"
+            for d in directions
+        ),
     ]
     models = [k.removesuffix("/welfare_mean") for k in (metrics or {}) if k.endswith("/welfare_mean")]
     if models:
@@ -136,6 +167,24 @@ def directions_markdown(directions: Sequence[Direction], metrics: Mapping[str, f
             f"| {fmt(metrics.get(f'{m}/welfare_mean_ood'))} |"
             for m in models
         ]
+    for variant, seeds in (replicates or {}).items():
+        rows = [(s, (metrics or {}).get(f"{s}/welfare_mean"), paired_interval(metrics or {}, s, sft)) for s in seeds]
+        rows = [r for r in rows if r[1] is not None]
+        if len(rows) < 2:
+            continue
+        values = [w for _, w, _ in rows]
+        lines += [
+            "",
+            f"Seed spread of {variant} ({len(rows)} RL seeds): welfare {min(values):.4f} to {max(values):.4f} "
+            f"(range {max(values) - min(values):.4f}).",
+            "",
+            f"| seed run | welfare | minus {sft} [paired interval] |",
+            "|---|---|---|",
+        ]
+        for name, w, ci in rows:
+            ref = (metrics or {}).get(f"{sft}/welfare_mean")
+            diff = "n/a" if ref is None else f"{w - ref:+.4f}"
+            lines.append(f"| {name} | {w:.4f} | {diff}{'' if ci is None else f' [{ci[0]:+.4f}, {ci[1]:+.4f}]'} |")
     return "\n".join(lines) + "\n"
 
 

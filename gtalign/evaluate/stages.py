@@ -165,7 +165,8 @@ def _score_and_report(
         key = f"paired/{a.model}-{b.model}/welfare_diff"
         pairs = ((key, diff.value), (f"{key}_lo", diff.lo), (f"{key}_hi", diff.hi))
         metrics |= {k: round(v, 6) for k, v in pairs if v is not None}  # as flat_metrics rounds
-    directions = paper_directions(metrics)
+    replicates = params.rl.replicates()
+    directions = paper_directions(metrics, replicates=replicates)
     metrics |= directions_metrics(directions)
     steering = layout.steering_report
     report = write_report(
@@ -177,7 +178,7 @@ def _score_and_report(
         confidence=cfg.confidence,
         plots=plots,
         extra_sections=[
-            directions_markdown(directions, metrics),
+            directions_markdown(directions, metrics, replicates),
             *([steering.read_text(encoding="utf-8")] if steering.is_file() else []),
         ],
     )

@@ -81,7 +81,12 @@ class RewardParams(RewardConfig):
     judge: JudgeOptions = JudgeOptions()
 
     def config(self, **overrides: Any) -> RewardConfig:
-        """The RewardConfig, with `overrides` (None values ignored), e.g. `aggregation=` an RL variant."""
+        """The RewardConfig with `overrides` (None values ignored; a mapping merges into its section key by key, so
+        `llm={"matrix": 0.2}` keeps the other LLM weights), e.g. an RL variant's aggregation and reward."""
         values = self.model_dump(exclude={"judge"})
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}
+            elif value is not None:
+                values[key] = value
         return RewardConfig.model_validate(values)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gtalign.modeling import TinyModelConfig
-from gtalign.reward.config import AGGREGATIONS
+from gtalign.reward.config import AGGREGATIONS, Aggregation
 from gtalign.reward.normalize import METHODS
 
 
@@ -63,12 +63,33 @@ class SFTParams(_Section):
     )
 
 
+class RLVariant(_Section):
+    """A named RL run besides the plain aggregations (params.yaml `rl.variants.<name>`): the same GRPO run from the
+    same SFT model with its reward and TRL args changed by these overrides, nothing else. It names what the
+    paper's ablations and a seed spread need: `consistency` (GTAlign + the exact matrix-consistency term) or
+    `cobb_douglas-seed1` (GTAlign with another RL seed, `replicate_of: cobb_douglas`)."""
+
+    aggregation: Aggregation = Field("cobb_douglas", description="the welfare aggregation of its reward")
+    reward: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of params.yaml `reward:`, merged key by key (e.g. {llm: {matrix: 0.2}})",
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="overrides of `rl.args` (e.g. {seed: 1})")
+    replicate_of: str | None = Field(
+        None, description="the variant this one repeats with other args (a seed): the report's seed spread groups them"
+    )
+
+
 class RLParams(_Section):
     """params.yaml `rl:`: the reward (variant, judge, normalisation) and what gtalign checks; everything
     `trl.GRPOConfig` takes goes under `args`."""
 
     variant: str = Field(
-        "cobb_douglas", description="reward aggregation: cobb_douglas (GTAlign) | user | llm | linear | ces"
+        "cobb_douglas",
+        description="reward aggregation: cobb_douglas (GTAlign) | user | llm | linear | ces, or a name in `variants`",
+    )
+    variants: dict[str, RLVariant] = Field(
+        default_factory=dict, description="named variants (ablations, seed replicates): overrides of reward and args"
     )
     init: str = Field("sft", description="'sft', 'base', or a model folder / hub name")
     judge: str = Field("rule", description="rule (offline, CPU) | openai (a served judge) | column")
@@ -86,19 +107,59 @@ class RLParams(_Section):
         description="trl.GRPOConfig fields, passed as is (max_steps, learning_rate, num_generations, use_vllm, ...)",
     )
 
-    @field_validator("variant", "normalization")
+    @field_validator("normalization")
     @classmethod
     def _one_of(cls, v: str, info: ValidationInfo) -> str:
-        allowed = AGGREGATIONS if info.field_name == "variant" else METHODS
-        if v not in allowed:
-            raise ValueError(f"rl.{info.field_name} must be one of {', '.join(allowed)}, got {v!r}")
+        if v not in METHODS:
+            raise ValueError(f"rl.{info.field_name} must be one of {', '.join(METHODS)}, got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _known_variants(self) -> RLParams:
+        for name, spec in self.variants.items():
+            if name in AGGREGATIONS:
+                raise ValueError(f"rl.variants.{name}: the name is a built-in aggregation; pick another name")
+            if spec.replicate_of is not None and spec.replicate_of not in self.known_variants:
+                raise ValueError(f"rl.variants.{name}.replicate_of: unknown variant {spec.replicate_of!r}")
+        self.check_variant(self.variant, "rl.variant")
+        return self
+
+    @property
+    def known_variants(self) -> tuple[str, ...]:
+        return (*AGGREGATIONS, *self.variants)
+
+    def check_variant(self, variant: str, where: str) -> None:
+        if variant not in self.known_variants:
+            raise ValueError(f"{where}: must be one of {', '.join(self.known_variants)}, got {variant!r}")
+
+    @property
+    def aggregation(self) -> str:
+        """The welfare aggregation of this run's reward."""
+        spec = self.variants.get(self.variant)
+        return spec.aggregation if spec is not None else self.variant
+
+    def reward_overrides(self) -> dict[str, Any]:
+        """What this run changes in params.yaml `reward:` (`RewardParams.config(**overrides)`)."""
+        spec = self.variants.get(self.variant)
+        return {"aggregation": self.aggregation, **(spec.reward if spec is not None else {})}
+
+    def replicates(self) -> dict[str, list[str]]:
+        """Each variant that has seed replicates -> itself and its replicates, in params order."""
+        groups: dict[str, list[str]] = {}
+        for name, spec in self.variants.items():
+            if spec.replicate_of is not None:
+                groups.setdefault(spec.replicate_of, [spec.replicate_of]).append(name)
+        return groups
+
     def with_variant(self, variant: str | None) -> RLParams:
-        """These params for `variant` (validated), or unchanged for None (params.yaml `rl.variant`)."""
+        """These params for `variant` (validated; a named variant's `args` merged over `rl.args`), or unchanged for
+        None (params.yaml `rl.variant`)."""
         if not variant:
-            return self
-        return RLParams.model_validate({**self.model_dump(), "variant": variant})
+            variant = self.variant
+        self.check_variant(variant, "the RL variant")
+        spec = self.variants.get(variant)
+        args = {**self.args, **(spec.args if spec is not None else {})}
+        return RLParams.model_validate({**self.model_dump(), "variant": variant, "args": args})
 
 
-__all__ = ["BaseModelParams", "EvalParams", "RLParams", "SFTParams"]
+__all__ = ["BaseModelParams", "EvalParams", "RLParams", "RLVariant", "SFTParams"]

@@ -60,7 +60,13 @@ from gtalign.train.sft import load_demonstrations, train_sft
 
 # Settings that do not change what a training produces: changing one keeps (and resumes) its checkpoints.
 SFT_NOT_IN_IDENTITY = {"resume": True, "eval": True, "min_strict_valid": True, "args": {"logging_steps"}}
-RL_NOT_IN_IDENTITY = {"resume": True, "eval": True, "collapse_ratio": True, "args": {"logging_steps"}}
+RL_NOT_IN_IDENTITY = {
+    "resume": True,
+    "eval": True,
+    "collapse_ratio": True,
+    "variants": True,  # the run's own variant is already in its args and reward
+    "args": {"logging_steps"},
+}
 SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
 RL_CURVE_KEYS = (
     "reward",
@@ -327,11 +333,12 @@ class RLResult:
 
 
 def make_reward(reward: RewardParams, cfg: RLParams, *, record: bool = False) -> WelfareReward:
-    """The RL reward adapter for `cfg`: the variant's aggregation over params.yaml `reward:`."""
+    """The RL reward adapter for `cfg`: params.yaml `reward:` with the variant's aggregation (and, for a named
+    variant, its reward overrides)."""
     options = {**reward.judge.of(cfg.judge), **cfg.judge_options}
     return WelfareReward(
         judge=make_judge(cfg.judge, **options),
-        cfg=reward.config(aggregation=cfg.variant),
+        cfg=reward.config(**cfg.reward_overrides()),
         normalization=cfg.normalization,
         record=record,
         max_judge_failure_rate=cfg.max_judge_failure_rate,
@@ -375,7 +382,7 @@ def rl_stage(
         "gtalign.resumed_from": resume.name if resume else "none",
         "gtalign.world_size": str(world_size()),
     }
-    logged = {"rl": cfg.model_dump(), "reward": reward.cfg.model_dump(), "init_model": init}
+    logged = {"rl": cfg.model_dump(exclude={"variants"}), "reward": reward.cfg.model_dump(), "init_model": init}
     with training_run(
         root,
         name,

@@ -1,8 +1,9 @@
-"""The `paper` preset in Dagster: the paper's reward baselines (user-only, llm-only, linear; Table 5) trained from
-the same SFT model as GTAlign, and the evaluation over all four variants on the same prompts.
+"""The `paper` preset in Dagster: every RL variant of configs/presets/paper.yaml besides GTAlign itself (the
+reward baselines user-only, llm-only, linear of Table 5; GTAlign's other RL seeds; the matrix-consistency ablation)
+trained from the same SFT model, and the evaluation over all of them on the same prompts.
 
-The baselines run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper`
-job gives the evaluation asset the four variants through its run config.
+The variants run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper`
+job gives the evaluation asset the preset through its run config, so both read the variant list from one file.
 """
 
 from collections.abc import Sequence
@@ -10,10 +11,16 @@ from typing import Any
 
 import dagster as dg
 
+from gtalign.config import parse_params
+from gtalign.layout import PAPER_PRESET
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import RLRunConfig, run_rl, sft_model
 
-BASELINES = ("user", "llm", "linear")
+
+def paper_variants(project: ProjectResource) -> list[str]:
+    """The preset's RL variants that `rl_model` does not train (it trains params.yaml `rl.variant`, GTAlign)."""
+    params = parse_params(project.params(presets=[PAPER_PRESET]))
+    return [v for v in params.pipeline.variants if v != params.rl.variant]
 
 
 def _baseline_metadata(variant: str, results: Sequence[dg.PipesExecutionResult]) -> dict[str, Any]:
@@ -38,8 +45,9 @@ def _baseline_metadata(variant: str, results: Sequence[dg.PipesExecutionResult])
     group_name="training",
     kinds={"pytorch", "mlflow"},
     deps=[sft_model],
-    description="The paper's RL baselines: the same GRPO run as rl_model with the user-only, llm-only and linear "
-    "(U+L)/2 rewards instead of sqrt(U L). artifacts/models/rl-{user,llm,linear}.",
+    description="The paper preset's other RL variants: the same GRPO run as rl_model with the user-only, llm-only and "
+    "linear (U+L)/2 rewards instead of sqrt(U L), GTAlign with other RL seeds, and GTAlign plus the exact "
+    "matrix-consistency term. artifacts/models/rl-<variant>.",
 )
 def paper_baselines(
     context: dg.AssetExecutionContext,
@@ -48,10 +56,10 @@ def paper_baselines(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     metadata: dict[str, Any] = {}
-    for variant in BASELINES:
+    for variant in paper_variants(project):
         invocation = run_rl(context, pipes_subprocess_client, project, mlflow, RLRunConfig(variant=variant))
         metadata |= _baseline_metadata(variant, invocation.get_results(implicit_materializations=False))
     return dg.MaterializeResult(metadata=metadata)
 
 
-PAPER_RUN_CONFIG = {"ops": {"evaluation": {"config": {"variants": ["cobb_douglas", *BASELINES]}}}}
+PAPER_RUN_CONFIG = {"ops": {"evaluation": {"config": {"presets": [PAPER_PRESET]}}}}

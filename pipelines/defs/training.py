@@ -49,7 +49,7 @@ class SFTRunConfig(LaunchConfig):
 class RLRunConfig(LaunchConfig):
     """Which welfare variant to train, plus per-run overrides of params.yaml `rl:`."""
 
-    variant: str = "cobb_douglas"  # cobb_douglas (GTAlign) | user | llm | linear | ces
+    variant: str = "cobb_douglas"  # cobb_douglas (GTAlign) | user | llm | linear | ces | a name in rl.variants
     judge: str | None = None
     normalization: str | None = None
     max_steps: int | None = None  # this and the fields below: rl.args
