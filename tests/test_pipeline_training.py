@@ -105,3 +105,41 @@ def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, 
     assert metadata["user/heldout_by_source"] == "| source |"
     assert (metadata["user/rl_loss_finite"], metadata["llm/rl_loss_finite"]) == (True, False)
     assert result.get_asset_check_evaluations() == []  # reported as metadata: the baselines are not gated
+
+
+def test_the_training_launcher_comes_from_params_and_the_run_config_overrides_it(tmp_path):
+    """params.yaml `rl.launcher` (e.g. `accelerate launch --config_file ...`) starts the Pipes step; `-m
+    gtalign.train.pipes_entry rl ...` follows it. A run config's `launcher` wins over params."""
+    import dagster as dg
+
+    from pipelines.defs.training import RLRunConfig, rl_model
+
+    root = _project(tmp_path)
+    (tmp_path / "fake_entry.py").write_text(FAKE_ENTRY)
+    for name in ("from-params", "from-run-config"):
+        script = tmp_path / name  # records how it was called, then runs the stand-in entry as the launcher would
+        script.write_text(
+            f'#!/bin/sh\necho "$@" > "{tmp_path}/{name}.args"\nwhile [ "$1" != "-m" ]; do shift; done\nshift 2\n'
+            f'exec "{sys.executable}" "{tmp_path}/fake_entry.py" "$@"\n'
+        )
+        script.chmod(0o755)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["rl"]["launcher"] = f"{tmp_path}/from-params --num_processes 2"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    resources = {
+        "project": ProjectResource(root=str(root)),
+        "mlflow": MlflowResource(tracking_uri="sqlite:///m.db"),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    }
+    for config in (RLRunConfig(), RLRunConfig(launcher=f"{tmp_path}/from-run-config")):
+        result = dg.materialize(
+            [rl_model],
+            resources=resources,
+            run_config=dg.RunConfig(ops={"rl_model": config}),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+        assert result.get_asset_materialization_events(), "the stand-in entry reported nothing"
+    called = (tmp_path / "from-params.args").read_text().split()
+    assert called[:4] == ["--num_processes", "2", "-m", "gtalign.train.pipes_entry"] and called[4] == "rl"
+    assert (tmp_path / "from-run-config.args").read_text().split()[:2] == ["-m", "gtalign.train.pipes_entry"]

@@ -1,5 +1,6 @@
 """End-to-end training on the tiny preset: SFT lifts strict validity, RL optimises exactly `score_batch`, a killed
-run resumes, `accelerate launch` runs SFT in one CPU process, Dagster runs the step through Pipes.
+run resumes, `accelerate launch` runs SFT and GRPO data-parallel on two CPU processes, Dagster runs the step
+through Pipes.
 
 They start from what the session's demo run (tests/conftest.py `demo_run`) curated and trained with the repo's
 params, copied into a private root.
@@ -25,7 +26,7 @@ from gtalign.train.common import last_checkpoint
 pytestmark = pytest.mark.slow
 
 PARAMS = str(REPO_ROOT / "params.yaml")
-CPU_SINGLE = str(REPO_ROOT / "configs" / "accelerate" / "cpu_single.yaml")
+CPU_DDP = str(REPO_ROOT / "configs" / "accelerate" / "cpu_ddp.yaml")
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -141,21 +142,74 @@ def test_killed_sft_resumes_from_its_last_checkpoint(project, tmp_path):
     assert {m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")} == set(range(1, 9))
 
 
-def test_accelerate_launch_single_cpu_process(project, tmp_path):
+def _ddp(project, tmp_path: Path, stage: str, *sets: str) -> tuple[Path, dict, list]:
+    """`accelerate launch` with configs/accelerate/cpu_ddp.yaml (two CPU processes, DDP over gloo) running
+    `gtalign train <stage>` with the repo's params and `sets`; returns the root, the stage's metrics and the MLflow
+    runs it logged."""
+    from mlflow.tracking import MlflowClient
+
     root, _, _ = project
-    work = tmp_path / "accel"
-    shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "sft"))
+    work = tmp_path / "ddp"
+    shutil.copytree(root / "artifacts", work / "artifacts", ignore=shutil.ignore_patterns("checkpoints", "rl-*"))
+    if stage == "sft":
+        shutil.rmtree(work / "artifacts" / "models" / "sft")
     cmd = [
-        str(BIN / "accelerate"), "launch", "--config_file", CPU_SINGLE,
-        "-m", "gtalign.cli", "train", "sft", "--root", str(work), "--params", PARAMS, "--no-eval",
-        "--set", "sft.args.max_steps=3", "--set", "sft.args.save_steps=3", "--set", "sft.args.logging_steps=1",
+        str(BIN / "accelerate"), "launch", "--config_file", CPU_DDP, "--main_process_port", str(_free_port()),
+        "-m", "gtalign.cli", "train", *stage.split(), "--root", str(work), "--params", PARAMS, "--no-eval",
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=600)
+    for assignment in sets:
+        cmd += ["--set", assignment]
+    env = _env(work) | {"OMP_NUM_THREADS": "1"}  # two ranks on a 2-core box: one thread each
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((work / "artifacts" / "metrics" / "sft.json").read_text())
+    name = "sft" if stage == "sft" else "rl-cobb_douglas"
+    metrics = json.loads((work / "artifacts" / "metrics" / f"{name}.json").read_text())
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return work / "artifacts" / "models" / name, metrics, runs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sft_runs_data_parallel_on_two_cpu_processes(project, tmp_path):
+    """Same code and params as one process; the global batch is 2 x the per-device batch, one MLflow run and one
+    model (rank 0), and the loss really moved."""
+    params = project[1]
+    model, metrics, runs = _ddp(
+        project, tmp_path, "sft", "sft.args.max_steps=3", "sft.args.save_steps=3", "sft.args.logging_steps=1"
+    )
+    per_device = params["sft"]["args"]["per_device_train_batch_size"]
+    assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 2 * per_device)
     assert metrics["global_step"] == 3 and metrics["loss_finite"] == 1.0
-    assert (work / "artifacts" / "models" / "sft" / "model.safetensors").is_file()
-    assert yaml.safe_load(Path(CPU_SINGLE).read_text())["use_cpu"] is True
+    assert (model / "model.safetensors").is_file() and not list(model.parent.glob("sft-*"))
+    [run] = runs  # rank 1 logs nothing
+    assert run.data.tags["gtalign.world_size"] == "2" and run.data.metrics["global_batch_size"] == 2 * per_device
+    assert yaml.safe_load(Path(CPU_DDP).read_text())["num_processes"] == 2
+
+
+def test_grpo_runs_data_parallel_on_two_cpu_processes(project, tmp_path):
+    params = project[1]
+    model, metrics, runs = _ddp(
+        project,
+        tmp_path,
+        "rl",
+        "rl.args.max_steps=2",
+        "rl.args.save_steps=2",
+        "rl.args.max_completion_length=64",
+        "rl.args.num_iterations=1",
+    )
+    per_device = params["rl"]["args"]["per_device_train_batch_size"]
+    assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 2 * per_device)
+    assert metrics["global_step"] == 2 and metrics["reward_judge_failures"] == 0
+    assert (model / "model.safetensors").is_file()
+    [run] = runs
+    assert run.data.tags["gtalign.world_size"] == "2" and run.info.run_name == "rl-cobb_douglas"
 
 
 def test_dagster_sft_asset_runs_the_step_through_pipes(project, tmp_path):

@@ -44,6 +44,16 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def parallel_metrics(args: Any) -> dict[str, float]:
+    """The processes that trained and the global batch they shared (per-device batch x accumulation x processes),
+    from the trainer's own arguments: what a run under `accelerate launch --num_processes N` really did."""
+    world = int(args.world_size)
+    return {
+        "world_size": float(world),
+        "global_batch_size": float(args.per_device_train_batch_size * args.gradient_accumulation_steps * world),
+    }
+
+
 def is_main_process() -> bool:
     """Rank 0 under `accelerate launch`/torchrun (which set RANK), or a plain process."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -50,6 +50,11 @@ class SFTParams(_Section):
     """params.yaml `sft:`: gtalign's own settings; everything `trl.SFTConfig` takes goes under `args`."""
 
     init: str = Field("base", description="'base' (artifacts/models/base) or a model folder / hub name")
+    launcher: str = Field(
+        "python",
+        description="how the Dagster asset and the dvc.yaml stage start this training: `python` = one process, or "
+        "e.g. `accelerate launch --config_file configs/accelerate/cpu_ddp.yaml` (then `-m gtalign...` follows)",
+    )
     dtype: str = Field("float32", description="weights dtype when loading: float32 on CPU, auto/bfloat16 on GPU")
     lora: dict[str, Any] | None = Field(
         None, description="peft LoraConfig kwargs, e.g. {r: 16, target_modules: all-linear}"
@@ -92,6 +97,11 @@ class RLParams(_Section):
         default_factory=dict, description="named variants (ablations, seed replicates): overrides of reward and args"
     )
     init: str = Field("sft", description="'sft', 'base', or a model folder / hub name")
+    launcher: str = Field(
+        "python",
+        description="how the Dagster asset and the dvc.yaml stage start this training: `python` = one process, or "
+        "e.g. `accelerate launch --config_file configs/accelerate/cpu_ddp.yaml` (then `-m gtalign...` follows)",
+    )
     judge: str = Field("rule", description="rule (offline, CPU) | openai (a served judge) | column")
     judge_options: dict[str, Any] = Field(default_factory=dict, description="over params.yaml reward.judge.<judge>")
     normalization: str = Field("none", description="per-source reward normalisation: " + " | ".join(METHODS))

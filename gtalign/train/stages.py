@@ -47,6 +47,7 @@ from gtalign.train.common import (
     evaluate_policy,
     held_out_rows,
     is_main_process,
+    parallel_metrics,
     prepare_checkpoints,
     save_eval,
     training_run,
@@ -59,12 +60,19 @@ from gtalign.train.rl import RL_ALGORITHM_TAG, train_rl
 from gtalign.train.sft import load_demonstrations, train_sft
 
 # Settings that do not change what a training produces: changing one keeps (and resumes) its checkpoints.
-SFT_NOT_IN_IDENTITY = {"resume": True, "eval": True, "min_strict_valid": True, "args": {"logging_steps"}}
+SFT_NOT_IN_IDENTITY = {
+    "resume": True,
+    "eval": True,
+    "min_strict_valid": True,
+    "launcher": True,  # how the run is started, not what it trains
+    "args": {"logging_steps"},
+}
 RL_NOT_IN_IDENTITY = {
     "resume": True,
     "eval": True,
     "collapse_ratio": True,
     "variants": True,  # the run's own variant is already in its args and reward
+    "launcher": True,  # how the run is started, not what it trains
     "args": {"logging_steps"},
 }
 SFT_CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
@@ -288,6 +296,7 @@ def sft_stage(
             "dropped_rows": float(outcome.dropped_rows),
             "train_seconds": outcome.train_seconds,
             "train_tokens_per_second": outcome.train_tokens / outcome.train_seconds if outcome.train_seconds else 0.0,
+            **parallel_metrics(outcome.trainer.args),
             "loss_first": losses[0] if losses else math.nan,
             "loss_final": losses[-1] if losses else math.nan,
             "loss_finite": float(all(math.isfinite(v) for v in losses)),
@@ -421,6 +430,7 @@ def rl_stage(
             "generated_tokens_per_second": outcome.completion_tokens / outcome.train_seconds
             if outcome.train_seconds
             else 0.0,
+            **parallel_metrics(outcome.trainer.args),
             "train_reward_first_quarter": statistics.fmean(head) if rewards else math.nan,
             "train_reward_last_quarter": statistics.fmean(tail) if rewards else math.nan,
             "reward_judge_failures": float(totals.judge_failures),

@@ -28,9 +28,9 @@ GROUP = "training"
 
 
 class LaunchConfig(dg.Config):
-    """How the training subprocess is started; empty = this Python. e.g.
+    """How the training subprocess is started; empty = params.yaml `<stage>.launcher` (`python` = this Python), e.g.
     `accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml` (then `-m gtalign.train.pipes_entry`
-    is appended), or `accelerate launch --config_file configs/accelerate/cpu_single.yaml`."""
+    is appended), or `accelerate launch --config_file configs/accelerate/cpu_ddp.yaml`."""
 
     launcher: str = ""
     preset: str | None = None  # YAML overlaid on params.yaml, e.g. configs/train/qwen2.5-3b.yaml
@@ -80,7 +80,9 @@ def run_training(
     presets = [config.preset] if config.preset else []
     section = {k: getattr(config, k) for k in overrides} | {"args": {k: getattr(config, k) for k in args}}
     params = project.params({stage: section}, presets=presets)
-    launcher = shlex.split(config.launcher) if config.launcher else [sys.executable]
+    launcher = shlex.split(config.launcher or params.get(stage, {}).get("launcher") or "python")
+    if launcher == ["python"]:
+        launcher = [sys.executable]  # this venv's interpreter, whatever `python` is on PATH
     with tempfile.TemporaryDirectory(prefix="gtalign-pipes-") as tmp:
         params_json = Path(tmp) / "params.json"
         params_json.write_text(json.dumps(params, default=str), encoding="utf-8")
