@@ -1,5 +1,6 @@
 """Dagster definitions, all in one place: `python -m pipelines.ui` (the UI) or
-`dagster job execute -m pipelines.definitions -j gtalign_pipeline` (CLI).
+`dagster job execute -j gtalign_pipeline` (CLI). pyproject.toml's `[tool.dagster]` block names this module, so
+`dagster dev`, `dagster-webserver` and `dagster definitions validate` find it from the repository root with no flags.
 
 Selections are AssetSelection objects, never strings: the venv shares antlr4 4.9.3 with DVC, and Dagster's string
 selection parser needs 4.13 (README: "Three ways to drive the pipeline").
@@ -34,7 +35,12 @@ executor = dg.multiprocess_executor.configured(
 
 defs = dg.Definitions(
     assets=[*ASSETS, paper.paper_baselines],
-    asset_checks=[data.curated_data_expectations, *evaluation.ASSET_CHECKS, *registry.ASSET_CHECKS],
+    asset_checks=[
+        data.raw_data_expectations,
+        data.curated_data_expectations,
+        *evaluation.ASSET_CHECKS,
+        *registry.ASSET_CHECKS,
+    ],
     jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
     executor=executor,
     resources={
