@@ -8,7 +8,7 @@ selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 
 import dagster as dg
 
-from pipelines.defs import data, evaluation, paper, registry, training
+from pipelines.defs import automation, data, evaluation, paper, registry, training
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
@@ -42,6 +42,7 @@ defs = dg.Definitions(
         *registry.ASSET_CHECKS,
     ],
     jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
+    sensors=[automation.raw_data_version_sensor_for(gtalign_pipeline.name)],  # STOPPED unless turned on
     executor=executor,
     resources={
         "project": ProjectResource(),
