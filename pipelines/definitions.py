@@ -1,5 +1,6 @@
 """Dagster definitions, all in one place: `python -m pipelines.ui` (the UI) or
-`dagster job execute -m pipelines.definitions -j gtalign_pipeline` (CLI).
+`dagster job execute -j gtalign_pipeline` (CLI). pyproject.toml's `[tool.dagster]` block names this module, so
+`dagster dev`, `dagster-webserver` and `dagster definitions validate` find it from the repository root with no flags.
 
 Selections are AssetSelection objects, never strings: the venv shares antlr4 4.9.3 with DVC, and Dagster's string
 selection parser needs 4.13 (README: "Three ways to drive the pipeline").
@@ -7,7 +8,7 @@ selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 
 import dagster as dg
 
-from pipelines.defs import data, evaluation, paper, registry, training
+from pipelines.defs import automation, data, evaluation, paper, registry, training
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
@@ -35,8 +36,14 @@ executor = dg.multiprocess_executor.configured(
 
 defs = dg.Definitions(
     assets=[*ASSETS, paper.paper_baselines],
-    asset_checks=[data.curated_data_expectations, *evaluation.ASSET_CHECKS, *registry.ASSET_CHECKS],
+    asset_checks=[
+        data.raw_data_expectations,
+        data.curated_data_expectations,
+        *evaluation.ASSET_CHECKS,
+        *registry.ASSET_CHECKS,
+    ],
     jobs=[gtalign_pipeline, paper_job, data_job, training.training_job],
+    sensors=[automation.raw_data_version_sensor_for(gtalign_pipeline.name)],  # STOPPED unless turned on
     executor=executor,
     resources={
         "project": ProjectResource(),

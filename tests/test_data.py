@@ -21,7 +21,7 @@ from gtalign.data import (
     validate,
     write_curated,
 )
-from gtalign.data.curate import RULES, ground_truth_problem, normalize_text, stratified_pick
+from gtalign.data.curate import RULES, dropped_uids, ground_truth_problem, normalize_text, screen, stratified_pick
 from gtalign.data.raw import RAW_FILES, STRING_COLUMNS, answer_for, label_for
 
 SYSTEM = "You are an interactive assistant."
@@ -344,3 +344,32 @@ def test_raw_data_fails_only_on_known_defects(raw_df: pd.DataFrame) -> None:
         ("expect_column_values_to_not_match_regex", "ground_truth", "minerva", 1),
         ("expect_column_value_lengths_to_be_between", "question", "wildguard", 2),
     }
+
+
+def test_raw_rows_validated_before_sampling_excuse_only_named_drops(raw_df: pd.DataFrame) -> None:
+    """Every raw row goes through the suites; the published defects are excused by the rule that drops each one."""
+    cfg = CurateConfig()
+    rules = screen(raw_df, cfg)
+    report = validate(raw_df, max_turn_chars=cfg.max_turn_chars, excused=dropped_uids(raw_df, rules))
+    assert report.success and report.n_rows == 11624, report.to_markdown()
+    found = {(e.expectation, e.column, e.source, e.rule, e.count) for e in report.excused}
+    assert found == {
+        ("expect_column_values_to_match_regex", "ground_truth", "math-hard", "unparsable_ground_truth", 5),
+        ("expect_column_values_to_not_match_regex", "ground_truth", "minerva", "unparsable_ground_truth", 1),
+        ("expect_column_value_lengths_to_be_between", "question", "wildguard", "empty_turn", 1),
+        ("expect_column_value_lengths_to_be_between", "question", "wildguard", "over_long_turn", 1),
+    }
+    assert "### expect_column_values_to_not_match_regex on `ground_truth` (source minerva): 1 dropped by " in (
+        report.to_markdown()
+    )
+    # the same screen drives curation: the table is the one `curate` builds on its own
+    pd.testing.assert_frame_equal(curate(raw_df, cfg, rules)[0], curate(raw_df, cfg)[0])
+
+
+def test_curation_report_names_each_dropped_row_value(raw_df: pd.DataFrame) -> None:
+    _, report = curate(raw_df, CurateConfig())
+    minerva = "minerva:test:c52c56cd99de"
+    assert minerva in report.samples["unparsable_ground_truth"]  # samples are per source: minerva is not crowded out
+    assert report.sample_values["unparsable_ground_truth"][minerva].endswith(": stray $ (gold answers are bare LaTeX)")
+    assert report.sample_values["over_long_turn"] == {"wildguard:train:5e3a381b6d7b": "latest turn 12814 chars"}
+    assert f"`{minerva}` (ground_truth 'x_{{0}}" in report.to_markdown()

@@ -72,3 +72,30 @@ def test_import_stays_light() -> None:
     code = "import sys, gtalign.data; print('great_expectations' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert done.stdout.strip() == "False"
+
+
+def test_excused_rows_are_listed_and_the_rest_still_fail(tiny: pd.DataFrame) -> None:
+    from gtalign.data import validate
+
+    bad = tiny.copy()
+    wild = bad.index[bad["source"] == "wildguard"][:3]
+    bad.loc[wild, "label"] = "maybe"
+    uids = [str(u) for u in bad.loc[wild, "uid"]]
+    report = validate(bad, excused={uids[0]: "unparsable_ground_truth", uids[1]: "exact_duplicate"})
+    label = find(report.failures, "expect_column_values_to_be_in_set", "label", "wildguard")
+    assert label.unexpected_count == 1 and label.samples == [(uids[2], "'maybe'")]
+    assert len(report.failures) == 1 and not report.success
+    in_set = ("expect_column_values_to_be_in_set", "label", "wildguard")
+    got = {(e.expectation, e.column, e.source, e.rule, e.count, tuple(e.samples)) for e in report.excused}
+    assert got == {
+        (*in_set, "exact_duplicate", 1, ((uids[1], "'maybe'"),)),
+        (*in_set, "unparsable_ground_truth", 1, ((uids[0], "'maybe'"),)),
+    }
+    text = report.to_markdown()
+    assert "expect_column_values_to_be_in_set on `label` (source wildguard): 1 of " in text
+    assert "### expect_column_values_to_be_in_set on `label` (source wildguard): 1 dropped by `exact_duplicate`\n" in (
+        text
+    )
+
+    all_excused = validate(bad, excused=dict.fromkeys(uids, "unparsable_ground_truth"))
+    assert all_excused.success and [e.count for e in all_excused.excused] == [3]

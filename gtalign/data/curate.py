@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -43,7 +44,7 @@ RULE_DOC: dict[str, str] = {
     "shared_conv_id": "train row whose conv_id also occurs in the same source's test split (not a leak by itself: "
     "ambig_qa reuses a conv_id for unrelated questions)",
 }
-SAMPLE_UIDS = 5
+SAMPLE_UIDS = 5  # per rule and source
 
 
 class CurateConfig(BaseModel):
@@ -82,6 +83,8 @@ class CurationReport:
     flagged: Counts = field(default_factory=dict)
     dropped: Counts = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    # rule -> {sample uid: what the rule found there (the offending value)}, so a dropped row's reason is visible
+    sample_values: dict[str, dict[str, str]] = field(default_factory=dict)
     capped: Counts = field(default_factory=dict)
     rows_out: Counts = field(default_factory=dict)
 
@@ -93,6 +96,11 @@ class CurationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _samples_md(self, rule: str) -> str:
+        values = self.sample_values.get(rule, {})
+        shown = [f"`{uid}` ({values[uid]})" if uid in values else f"`{uid}`" for uid in self.samples.get(rule, [])]
+        return ", ".join(shown) or "none"
 
     def to_markdown(self) -> str:
         """A report a person reads: per-rule counts per source, what was dropped, and the resulting splits."""
@@ -117,7 +125,7 @@ class CurationReport:
                 f"| {rule} | " + " | ".join(cells) + f" | {self.total_flagged(rule)} | {self.total_dropped(rule)} |"
             )
         lines += ["", "Rules:", ""]
-        lines += [f"- `{r}`: {RULE_DOC[r]}. Samples: {', '.join(self.samples.get(r, [])) or 'none'}" for r in RULES]
+        lines += [f"- `{r}`: {RULE_DOC[r]}. Samples: {self._samples_md(r)}" for r in RULES]
         lines += [
             "",
             "## Rows",
@@ -245,6 +253,55 @@ def flag_rows(df: pd.DataFrame, max_turn_chars: int) -> pd.DataFrame:
     return flags[list(RULES)].astype(bool)
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rule_value(rule: str, row: Mapping[str, Any]) -> str:
+    """What `rule` found on `row`, in a few words: the value a person checks to agree with the drop."""
+    question = "" if pd.isna(row["question"]) else str(row["question"])
+    if rule == "over_long_turn":
+        return f"latest turn {len(question)} chars"
+    if rule == "unparsable_ground_truth":
+        gt = None if pd.isna(row["ground_truth"]) else str(row["ground_truth"])
+        return f"ground_truth {_clip(repr(gt))}: {ground_truth_problem(str(row['source']), gt)}"
+    if rule == "shared_conv_id":
+        return f"conv_id {row['conv_id']}"
+    return f"question {_clip(repr(question))}"
+
+
+@dataclass(frozen=True)
+class RuleScreen:
+    """Every rule's flags over a table (`flag_rows`) and, per row, the named rule that drops it ("" = kept).
+
+    Computed once per table: `curate` applies it, and the raw validation excuses exactly the rows it drops.
+    """
+
+    flags: pd.DataFrame
+    dropped_by: pd.Series
+
+    @property
+    def dropped(self) -> pd.Series:
+        return self.dropped_by != ""
+
+
+def screen(df: pd.DataFrame, cfg: CurateConfig) -> RuleScreen:
+    """Flag every row of `df` (index reset) and charge each dropped row to the first `cfg.drop` rule in `RULES`."""
+    df = df.reset_index(drop=True)
+    flags = flag_rows(df, cfg.max_turn_chars)
+    dropped_by = pd.Series("", index=df.index, dtype=object)
+    for rule in RULES:
+        if rule in cfg.drop:
+            dropped_by = dropped_by.mask((dropped_by == "") & flags[rule], rule)
+    return RuleScreen(flags, dropped_by)
+
+
+def dropped_uids(df: pd.DataFrame, rules: RuleScreen) -> dict[str, str]:
+    """uid -> the named rule that drops the row, for the rows of `df` (the table `rules` was computed on)."""
+    uids = df["uid"].reset_index(drop=True).astype(str)
+    return dict(zip(uids[rules.dropped], rules.dropped_by[rules.dropped], strict=True))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # seeded, stratified picks
 
@@ -316,24 +373,27 @@ def _per_source(mask: pd.Series, sources: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in sources[mask].value_counts().sort_index().items() if v}
 
 
-def curate(raw_df: pd.DataFrame, cfg: CurateConfig | None = None) -> tuple[pd.DataFrame, CurationReport]:
+def curate(
+    raw_df: pd.DataFrame, cfg: CurateConfig | None = None, rules: RuleScreen | None = None
+) -> tuple[pd.DataFrame, CurationReport]:
     """Flag, drop (only `cfg.drop` rules), cap (tiny preset) and split; returns the curated table and its report.
 
     The curated table keeps the raw columns, with `split` in {train, dev, test}, plus `flags`: the comma-joined
-    rules that fired on the row without dropping it.
+    rules that fired on the row without dropping it. `rules` is `screen(raw_df, cfg)` when the caller has it.
     """
     cfg = cfg or CurateConfig()
     report = CurationReport(config=cfg.model_dump(mode="json"), rows_in=_counts(raw_df))
     df = raw_df.reset_index(drop=True)
-    flags = flag_rows(df, cfg.max_turn_chars)
-    dropped_any = pd.Series(False, index=df.index)
+    rules = rules or screen(df, cfg)
+    flags = rules.flags
     for rule in RULES:
         report.flagged[rule] = _per_source(flags[rule], df["source"])
-        report.samples[rule] = df.loc[flags[rule], "uid"].head(SAMPLE_UIDS).astype(str).tolist()
+        sample = df.loc[flags[rule]].groupby("source", sort=False).head(SAMPLE_UIDS)  # every source shows its own
+        report.samples[rule] = sample["uid"].astype(str).tolist()
+        report.sample_values[rule] = {str(r["uid"]): rule_value(rule, r) for r in sample.to_dict("records")}
         if rule in cfg.drop:
-            charged = flags[rule] & ~dropped_any
-            report.dropped[rule] = _per_source(charged, df["source"])
-            dropped_any |= flags[rule]
+            report.dropped[rule] = _per_source(rules.dropped_by == rule, df["source"])
+    dropped_any = rules.dropped
     kept_rules = [r for r in RULES if r not in cfg.drop]
     df["flags"] = pd.Series(
         [",".join(r for r in kept_rules if row[r]) for row in flags[kept_rules].to_dict("records")],

@@ -18,7 +18,16 @@ from typing import Any
 import pandas as pd
 
 from gtalign.config import Params, ParamsError
-from gtalign.data.curate import CurateConfig, CurationReport, curate, load_curated, write_curated
+from gtalign.data.curate import (
+    CurateConfig,
+    CurationReport,
+    RuleScreen,
+    curate,
+    dropped_uids,
+    load_curated,
+    screen,
+    write_curated,
+)
 from gtalign.data.prompts import extra_info_of, prompt_messages
 from gtalign.data.raw import check_raw_data, load_raw
 from gtalign.data.validate import ValidationReport
@@ -43,6 +52,7 @@ class CurateResult:
     paths: dict[str, Path]
     metrics: dict[str, float]
     run_id: str | None = None
+    raw_validation: ValidationReport | None = None
 
 
 def _validate_table(layout: Layout, table: pd.DataFrame, cfg: CurateConfig) -> ValidationReport:
@@ -50,6 +60,23 @@ def _validate_table(layout: Layout, table: pd.DataFrame, cfg: CurateConfig) -> V
     layout.curated.mkdir(parents=True, exist_ok=True)
     (layout.curated / "validation.md").write_text(report.to_markdown(), encoding="utf-8")
     return report
+
+
+def _validate_raw(layout: Layout, raw: pd.DataFrame, rules: RuleScreen, cfg: CurateConfig) -> ValidationReport:
+    """The same suites on every raw row, before any preset caps or samples: a row that fails them stops the stage
+    unless a named `curate.drop` rule removes it (then it is listed as excused, with its rule and value)."""
+    report = run_expectations(raw, max_turn_chars=cfg.max_turn_chars, excused=dropped_uids(raw, rules))
+    layout.curated.mkdir(parents=True, exist_ok=True)
+    (layout.curated / "raw_validation.md").write_text(report.to_markdown(), encoding="utf-8")
+    return report
+
+
+def raw_validation_stage(root: Path, params: Params) -> ValidationReport:
+    """Validate every raw row (excusing those a `curate.drop` rule removes); the caller decides what failure does."""
+    layout = Layout(root)
+    check_raw_data(layout.data)
+    raw = load_raw(layout.data)
+    return _validate_raw(layout, raw, screen(raw, params.curate), params.curate)
 
 
 def curate_stage(
@@ -60,14 +87,22 @@ def curate_stage(
     track: bool = True,
     validate: bool = True,
 ) -> CurateResult:
-    """Load the raw sets, curate (flag, drop by named rules, cap, split) and validate; stop on a failed suite.
+    """Load the raw sets, validate every raw row, curate (flag, drop by named rules, cap, split) and validate the
+    result; stop on a failed suite. Raw rows are validated before the preset samples, so sampling never hides one.
 
-    `validate=False` leaves validation to the caller (Dagster runs it as a blocking asset check: `validate_stage`).
+    `validate=False` leaves validation to the caller (Dagster runs both as blocking asset checks:
+    `raw_validation_stage` on raw_data, `validate_stage` on curated_data).
     """
     layout = Layout(root)
     cfg = params.curate
     check_raw_data(layout.data)
-    table, report = curate(load_raw(layout.data), cfg)
+    raw = load_raw(layout.data)
+    rules = screen(raw, cfg)
+    raw_validation = None
+    if validate:
+        raw_validation = _validate_raw(layout, raw, rules, cfg)
+        raw_validation.raise_for_failures()
+    table, report = curate(raw, cfg, rules)
     validation = None
     if validate:
         validation = _validate_table(layout, table, cfg)
@@ -82,11 +117,13 @@ def curate_stage(
     if validation is not None:
         metrics["expectations"] = validation.n_expectations
         paths["validation_md"] = layout.curated / "validation.md"
+    if raw_validation is not None:
+        paths["raw_validation_md"] = layout.curated / "raw_validation.md"
     write_metrics(layout.metrics("curate"), metrics)
     logged = [p for k, p in paths.items() if k != "data"]
     cfg_dict = {"curate": cfg.model_dump(mode="json")}
     run_id = log_stage(root, "curate", cfg_dict, metrics, logged, tracking_uri) if track else None
-    return CurateResult(table, report, validation, paths, metrics, run_id)
+    return CurateResult(table, report, validation, paths, metrics, run_id, raw_validation)
 
 
 def validate_stage(root: Path, params: Params) -> ValidationReport:

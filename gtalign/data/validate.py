@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,15 +54,28 @@ class ValidationFailure:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ExcusedFailure:
+    """Rows that failed an expectation and that a named curation rule (`curate.drop`) removes: reported, not fatal."""
+
+    expectation: str
+    column: str
+    source: str
+    rule: str
+    count: int
+    samples: list[tuple[str, str]] = field(default_factory=list)
+
+
 @dataclass
 class ValidationReport:
-    """All suites' outcome; `success` is True only when every expectation passed."""
+    """All suites' outcome; `success` is True only when every expectation passed (excused rows aside)."""
 
     success: bool
     n_rows: int
     n_expectations: int
     sources: list[str]
     failures: list[ValidationFailure] = field(default_factory=list)
+    excused: list[ExcusedFailure] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +95,11 @@ class ValidationReport:
             if f.detail:
                 lines.append(f"- {f.detail}")
             lines += [f"- uid `{uid}`: {value}" for uid, value in f.samples]
+        if self.excused:
+            lines += ["", "## Excused: failing rows that a `curate.drop` rule removes before anything samples them"]
+        for e in self.excused:
+            lines += ["", f"### {e.expectation} on `{e.column}` (source {e.source}): {e.count} dropped by `{e.rule}`"]
+            lines += [f"- uid `{uid}`: {value}" for uid, value in e.samples]
         return "\n".join(lines) + "\n"
 
     def raise_for_failures(self) -> None:
@@ -154,15 +172,56 @@ def _short(value: Any) -> str:
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
-def _failure(result: Any, source: str, id_column: str, sample_size: int) -> ValidationFailure:
+def _column(result: Any) -> str:
+    kwargs = dict(result.expectation_config.kwargs)
+    return kwargs.get("column") or ", ".join(kwargs.get("column_list", [])) or "(table)"
+
+
+def _samples(rows: Sequence[Any], column: str, id_column: str, sample_size: int) -> list[tuple[str, str]]:
+    return [
+        (str(row.get(id_column)), _short(row.get(column, row.get(id_column))))
+        for row in rows[:sample_size]
+        if isinstance(row, dict)
+    ]
+
+
+def _split_excused(
+    result: Any, source: str, id_column: str, sample_size: int, excused: Mapping[str, str]
+) -> tuple[list[dict[str, Any]] | None, list[ExcusedFailure]]:
+    """(the failing rows no rule excuses, or None when the failure cannot be split; the excused rows, per rule).
+
+    Only a row-level failure (GX lists every unexpected row) can be split; a column-level one always stands whole.
+    """
+    res = dict(result.result or {})
+    rows = res.get("unexpected_index_list")
+    if not excused or not rows or len(rows) != res.get("unexpected_count"):
+        return None, []
+    if not all(isinstance(r, dict) for r in rows):
+        return None, []
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    standing: list[dict[str, Any]] = []
+    for row in rows:
+        rule = excused.get(str(row.get(id_column)))
+        (standing if rule is None else by_rule.setdefault(rule, [])).append(row)
+    column, kind = _column(result), result.expectation_config.type
+    excuses = [
+        ExcusedFailure(kind, column, source, rule, len(part), _samples(part, column, id_column, sample_size))
+        for rule, part in sorted(by_rule.items())
+    ]
+    return standing, excuses
+
+
+def _failure(
+    result: Any, source: str, id_column: str, sample_size: int, rows: list[dict[str, Any]] | None = None
+) -> ValidationFailure:
+    """One failed expectation; `rows` (the failing rows no rule excuses) replaces GX's own list when given."""
     cfg = result.expectation_config
     kwargs = dict(cfg.kwargs)
-    column = kwargs.get("column") or ", ".join(kwargs.get("column_list", [])) or "(table)"
+    column = _column(result)
     res = dict(result.result or {})
-    samples: list[tuple[str, str]] = []
-    for row in (res.get("unexpected_index_list") or [])[:sample_size]:
-        if isinstance(row, dict):
-            samples.append((str(row.get(id_column)), _short(row.get(column, row.get(id_column)))))
+    if rows is not None:
+        res |= {"unexpected_index_list": rows, "unexpected_count": len(rows)}
+    samples = _samples(res.get("unexpected_index_list") or [], column, id_column, sample_size)
     detail = ""
     if "observed_value" in res:
         detail = f"observed {res['observed_value']!r}"
@@ -185,10 +244,19 @@ def _failure(result: Any, source: str, id_column: str, sample_size: int) -> Vali
     )
 
 
-def validate(df: pd.DataFrame, *, max_turn_chars: int = 6000, sample_size: int = 5) -> ValidationReport:
+def validate(
+    df: pd.DataFrame,
+    *,
+    max_turn_chars: int = 6000,
+    sample_size: int = 5,
+    excused: Mapping[str, str] | None = None,
+) -> ValidationReport:
     """Run the table-wide suite and one suite per source present; collect every failed expectation.
 
     Works on the raw table (`load_raw`) and on the curated one (`curate`): both share the columns in `COLUMNS`.
+    `excused` (uid -> rule, `curate.dropped_uids`) names raw rows a `curate.drop` rule removes: their failures are
+    listed in `ValidationReport.excused` instead of failing the suite. Every other failing row fails it, whether or
+    not a preset would later sample it.
     """
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -215,6 +283,7 @@ def validate(df: pd.DataFrame, *, max_turn_chars: int = 6000, sample_size: int =
     plans += [(s, frame[frame["source"] == s], _source_specs(s, list(df.columns), max_turn_chars)) for s in sources]
 
     failures: list[ValidationFailure] = []
+    excuses: list[ExcusedFailure] = []
     n_expectations = 0
     for name, part, specs in plans:
         # Expectations go in at construction: `suite.add_expectation` on a stored suite re-serialises it each time.
@@ -225,8 +294,20 @@ def validate(df: pd.DataFrame, *, max_turn_chars: int = 6000, sample_size: int =
             gx.ValidationDefinition(name=f"vd_{name}", data=batch, suite=suite)
         )
         run = definition.run(batch_parameters={"dataframe": part}, result_format=result_format)
-        failures += [_failure(r, name, id_column, sample_size) for r in run.results if not r.success]
+        for r in run.results:
+            if r.success:
+                continue
+            standing, excused_here = _split_excused(r, name, id_column, sample_size, excused or {})
+            excuses += excused_here
+            if standing is None or standing:
+                failures.append(_failure(r, name, id_column, sample_size, standing))
     failures.sort(key=lambda f: (f.source != "all", f.source, f.column, f.expectation))
+    excuses.sort(key=lambda e: (e.source != "all", e.source, e.column, e.expectation, e.rule))
     return ValidationReport(
-        success=not failures, n_rows=len(frame), n_expectations=n_expectations, sources=sources, failures=failures
+        success=not failures,
+        n_rows=len(frame),
+        n_expectations=n_expectations,
+        sources=sources,
+        failures=failures,
+        excused=excuses,
     )

@@ -1,4 +1,5 @@
-"""Data assets: raw_data (DVC) -> curated_data (+ blocking expectations check) -> sft_demonstrations, teacher_eval.
+"""Data assets: raw_data (DVC, + blocking expectations on every raw row) -> curated_data (+ blocking expectations
+check) -> sft_demonstrations, teacher_eval.
 
 Each asset calls one `gtalign.data.stages` function and turns its result into metadata.
 """
@@ -8,6 +9,7 @@ import pandas as pd
 
 from gtalign.config import parse_params
 from gtalign.data import pull_data, stages
+from gtalign.data.validate import ValidationReport
 from gtalign.tracking import data_version
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
@@ -44,6 +46,29 @@ def raw_data(project: ProjectResource) -> dg.MaterializeResult:
     )
 
 
+def _check_result(report: ValidationReport) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "expectations": report.n_expectations,
+            "failures": len(report.failures),
+            "excused_by_drop_rules": sum(e.count for e in report.excused),
+            "report": dg.MetadataValue.md(report.to_markdown()),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=raw_data,
+    blocking=True,
+    description="The Great Expectations suites on every raw row, before any preset samples: a failing row stops "
+    "curation unless a named `curate.drop` rule removes it (then it is listed as excused).",
+)
+def raw_data_expectations(project: ProjectResource) -> dg.AssetCheckResult:
+    return _check_result(stages.raw_validation_stage(project.path, parse_params(project.params())))
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "parquet", "mlflow"},
@@ -73,16 +98,7 @@ def curated_data(config: CurateRunConfig, project: ProjectResource, mlflow: Mlfl
     description="Great Expectations suites per source; a failure stops everything downstream.",
 )
 def curated_data_expectations(project: ProjectResource) -> dg.AssetCheckResult:
-    report = stages.validate_stage(project.path, parse_params(project.params()))
-    return dg.AssetCheckResult(
-        passed=report.success,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "expectations": report.n_expectations,
-            "failures": len(report.failures),
-            "report": dg.MetadataValue.md(report.to_markdown()),
-        },
-    )
+    return _check_result(stages.validate_stage(project.path, parse_params(project.params())))
 
 
 @dg.asset(
