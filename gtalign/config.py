@@ -146,13 +146,21 @@ class Params(BaseModel):
         """Section `name` as written, without defaults: what MLflow logs as the run's params."""
         return copy.deepcopy(self._written.get(name) or {})
 
+    def as_in(self, path: str | Path) -> bool:
+        """Whether these are exactly the params of file `path`: no preset overlaid, no override set."""
+        return _sections(load_params(path)) == self._written
+
+
+def _sections(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: ({} if v is None else v) for k, v in dict(raw).items()}
+
 
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Validate a params mapping (params.yaml with presets and overrides applied) into `Params`.
 
     A misspelt or unknown key, or a bad value, is one ParamsError listing each problem as `section.key: reason`.
     """
-    written = {k: ({} if v is None else v) for k, v in dict(raw).items()}
+    written = _sections(raw)
     try:
         params = Params.model_validate(written)
     except ValidationError as e:

@@ -3,6 +3,7 @@ stages and the Dagster assets call, run one after the other in this process.
 
     pull -> curate + validate -> demonstrations -> teacher eval -> base model -> SFT -> RL (each variant)
          -> pricing steering -> evaluation + report -> register (challenger) -> promotion gate (champion)
+         -> DVC records (dvc.lock + cache, as after `dvc repro`; only when the params are params.yaml's)
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtalign import registry
-from gtalign.config import Params
+from gtalign import registry, versioning
+from gtalign.config import DEFAULT_PARAMS, Params
 from gtalign.data import pull_data
 from gtalign.data import stages as data
 from gtalign.evaluate.directions import Direction, paper_directions
@@ -32,6 +33,7 @@ class PipelineSummary:
     decision: Any = None
     headline: dict[str, float] = field(default_factory=dict)
     directions: list[Direction] = field(default_factory=list)
+    dvc: str = ""  # what DVC's records say after the run
 
 
 def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = print) -> PipelineSummary:
@@ -54,6 +56,11 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
             lambda: registry.release(root, params.registry, tracking_uri=default_tracking_uri(root))[1],
         ),
     ]
+    recordable = params.as_in(root / DEFAULT_PARAMS)
+    if recordable:
+        steps.append(("DVC records", lambda: versioning.record_outputs(root)))
+    else:
+        summary.dvc = "not recorded: this run overlaid presets or overrides on params.yaml, which dvc.lock would claim"
     results: dict[str, Any] = {}
     for i, (name, step) in enumerate(steps, 1):
         log(f"[{i}/{len(steps)}] {name}")
@@ -67,4 +74,6 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
     summary.directions = [d for d in directions if d.holds is not None]
     summary.decision = results["register + promote"]
     summary.champion = summary.decision.champion
+    if recordable:
+        summary.dvc = results["DVC records"].describe()
     return summary

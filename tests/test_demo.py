@@ -189,3 +189,39 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _dvc(root, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=project_env(root), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, f"dvc {' '.join(args)}: {proc.stderr[-3000:]}"
+    return proc
+
+
+def test_dvc_records_the_demo_as_dvc_repro_would(demo_run, tmp_path):
+    """After `gtalign demo`, DVC knows every output: `dvc status` is clean (so `dvc repro` has nothing to do),
+    `dvc metrics show` reads the demo's numbers, `dvc pull` works in place, and the trained models go to the
+    `artifacts` remote and come back in a clone like the data does."""
+    root = demo_run.root
+    assert "dvc.lock records every stage; `dvc status`: up to date" in " ".join(demo_run.output.split())
+    assert json.loads(_dvc(root, "status", "--json").stdout or "{}") == {}
+    shown = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
+    [workspace] = shown.values()
+    evaluation = workspace["data"]["artifacts/metrics/evaluation.json"]["data"]
+    assert evaluation["cobb_douglas/welfare_mean"] == _evaluation(demo_run)["cobb_douglas/welfare_mean"]
+    plots = json.loads(_dvc(root, "plots", "show", "--json").stdout)
+    assert any("sft_loss.csv" in name for name in plots)
+    _dvc(root, "pull", "--remote", "artifacts")  # nothing to fetch and nothing "unsaved" to refuse
+    # the models travel: push (to the default `artifacts` remote beside the project), clone, pull
+    _dvc(root, "push", "--remote", "artifacts")  # -r artifacts: the shared data store is never written
+    subprocess.run(["git", "add", "dvc.lock"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo"], cwd=root, check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    remote = (root.parent / "gtalign-artifacts").resolve()  # .dvc/config: ../../gtalign-artifacts from .dvc/
+    _dvc(clone, "remote", "modify", "--local", "artifacts", "url", str(remote))
+    _dvc(clone, "pull", "--remote", "artifacts")
+    model = "artifacts/models/rl-cobb_douglas/model.safetensors"
+    assert (clone / model).read_bytes() == (root / model).read_bytes()
+    assert json.loads(_dvc(clone, "status", "--json").stdout or "{}") == {}

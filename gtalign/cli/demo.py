@@ -36,5 +36,6 @@ def demo(
     )
     rows += [("", reason) for reason in decision.reasons]
     rows.append(("report", str(summary.report)))
+    rows.append(("dvc", summary.dvc))
     print_rows("gtalign demo", rows, fold_values=True)
     console.print(f"report: {summary.report}", soft_wrap=True)  # one unbroken line to copy, whatever the width

@@ -237,7 +237,8 @@ def _dvc_command() -> list[str]:
     return [exe]
 
 
-def _run_dvc(repo_root: Path, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+def run_dvc(repo_root: Path, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+    """`dvc <args>` in `repo_root`, in a subprocess (DVC's logging, config and locks stay out of this process)."""
     # DVC wraps its tables at the terminal width (COLUMNS): widen it so one remote stays on one line.
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "COLUMNS": "10000"}
     return subprocess.run(
@@ -247,9 +248,9 @@ def _run_dvc(repo_root: Path, *args: str, timeout: float = 600.0) -> subprocess.
 
 def _remotes(repo_root: Path) -> tuple[dict[str, str], str | None]:
     """Configured remotes (name -> url as DVC resolves it, i.e. absolute for local paths) and the default's name."""
-    listed = _run_dvc(repo_root, "remote", "list", timeout=60)
+    listed = run_dvc(repo_root, "remote", "list", timeout=60)
     remotes = {parts[0]: parts[1] for parts in map(str.split, listed.stdout.splitlines()) if len(parts) >= 2}
-    default = _run_dvc(repo_root, "remote", "default", timeout=60).stdout.strip()  # or "No default remote set"
+    default = run_dvc(repo_root, "remote", "default", timeout=60).stdout.strip()  # or "No default remote set"
     return remotes, default if default in remotes else None
 
 
@@ -286,7 +287,7 @@ def pull_data(repo_root: Path, *, remote: str | None = None, timeout: float = 60
             "../shared/gtalign-data/data.dvc there (see README), then `make data`."
         )
     args = ["pull", "data.dvc"] + (["--remote", remote] if remote else [])
-    done = _run_dvc(repo_root, *args, timeout=timeout)
+    done = run_dvc(repo_root, *args, timeout=timeout)
     if done.returncode != 0:
         said = " | ".join(line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip())[-800:]
         raise DataPullError(
