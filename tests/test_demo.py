@@ -98,7 +98,8 @@ def test_every_stage_is_an_mlflow_run_and_evaluations_link_their_training_runs(d
 
 def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
     md = (demo_run.root / "artifacts" / "report" / "report.md").read_text()
-    for heading in ("## Table 3", "## Table 4", "## Table 5", "## Table 6", "## Table 7", "## Pricing steering"):
+    headings = ("## Table 3", "## Table 4", "## Table 5", "## Table 6", "## Table 7", "## Pricing steering")
+    for heading in (*headings, "## Does the assistant play the game?"):
         assert heading in md
     steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
     assert steering["subscription->api @2/all/n"] == 35  # 5 test prompts for each of the 7 sources

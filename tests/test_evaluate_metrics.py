@@ -241,3 +241,26 @@ def test_paired_welfare_difference_exact_and_its_interval():
     assert (const.value, const.lo, const.hi) == pytest.approx((0.1, 0.1, 0.1))
     unknown = _scored("u", {"math-hard:0": None})
     assert paired_welfare_difference(unknown, b) == Estimate(None, None, None, 0)
+
+
+def test_the_game_metrics_exact_non_da_by_label_gap_and_following_the_named_cell():
+    """Rule-teacher answers: a clear question is answered (DA), an ambiguous one gets a clarifying question (CQ);
+    one ambiguous answer is edited to name CQ yet answer directly (it does not follow its named cell)."""
+    ambiguous = demo("ambig_qa", "ambiguous")
+    start, end = ambiguous.index("<response>"), ambiguous.index("</response>")
+    answers_anyway = ambiguous[:start] + "<response>The answer is x." + ambiguous[end:]
+    gens = [gen(f"c{i}", "ambig_qa", "unambiguous", demo("ambig_qa", "unambiguous")) for i in range(3)]
+    gens += [gen(f"a{i}", "ambig_qa", "ambiguous", ambiguous) for i in range(3)]
+    gens += [gen("a3", "ambig_qa", "ambiguous", answers_anyway)]
+    rows = score_generations(gens, UidJudge({g.uid: 1 for g in gens}), CFG)
+    assert [r.response_action for r in rows] == ["DA"] * 3 + ["CQ"] * 3 + ["DA"]
+    est = evaluate_source("ambig_qa", rows, resamples=200).metrics
+    assert est["non_da"].value == 3 / 7 and est["follows_named"].value == 6 / 7
+    assert (est["non_da_ambiguous"].value, est["non_da_unambiguous"].value) == (3 / 4, 0.0)
+    gap = est["non_da_gap"]
+    assert gap.value == 3 / 4 and gap.n == 7 and 0 < gap.lo <= gap.value <= gap.hi <= 1
+    model = evaluate_model("m", rows, resamples=0)
+    summary = model.summary()
+    assert summary["non_da_mean_in_domain"] == 3 / 7 and summary["follows_named_mean"] == 6 / 7
+    assert "non_da/ambig_qa" not in summary  # per-source aliases only for what the registry gate reads
+    assert "non_da_gap" not in evaluate_source("math-hard", rows[:1], resamples=0).metrics  # no label pair there

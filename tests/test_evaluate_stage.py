@@ -174,6 +174,8 @@ def test_stage_report_and_recompute_from_saved_generations(root, judge):
     assert md == report.markdown
     assert "*paper: +GTAlign (Cobb-Douglas)*" in md and "1.000 / 0.980 / 0.317 / 0.742 / 3093" in md
     assert "![welfare_scatter](welfare_scatter.png)" in md
+    game = md.split("## Does the assistant play the game?")[1].split("## Action mix")[0]
+    assert "| Model | non-DA | follows named cell | names own optimum |" in game
     assert "<table>" in (root / "artifacts" / "report" / "report.html").read_text()
     for name in ("metrics.csv", "points.csv", "actions.csv", "pareto.csv", "counts.csv"):
         assert (root / "artifacts" / "report" / name).exists()

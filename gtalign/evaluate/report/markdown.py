@@ -250,6 +250,7 @@ def render_markdown(
     out.append(_table(["Method", "Social welfare", "Answer Quality", "Matrix Reasoning"], rows))
 
     # Beyond the paper
+    out.append(_game_section(evals))
     out.append("\n## Action mix (beyond the paper)\n\n")
     out.append(
         "Share of rows by action: *named* = the action of the cell `<analyze>` settles on; *response* = what "
@@ -340,6 +341,40 @@ def render_markdown(
     out.append(_table(["Model", "Source", "Metric", "Value", "CI", "n"], rows))
     out.append("\nMetric definitions: " + "; ".join(f"`{k}` (T{t}) {d}" for k, (t, d) in METRICS.items()) + ".\n")
     return "\n\n".join(b.strip("\n") for b in out) + "\n"
+
+
+def _game_section(evals: Sequence[ModelEvaluation]) -> str:
+    """Does each model play the game: leave the direct-answer default where the prompt calls for it, act on the cell
+    its analysis names, and name its own matrix's optimum? The per-label shares carry intervals, and the gap between
+    the two labels of a source carries the interval of the difference (same resamples)."""
+    out = ["\n## Does the assistant play the game? (beyond the paper)\n\n"]
+    out.append(
+        "Means over the in-domain sources (each weighs the same): *non-DA* = the response asks (CQ) or answers and "
+        "asks (AQ) instead of a direct answer; *follows named cell* = the response does the action of the cell "
+        "`<analyze>` names; *names own optimum* = `<analyze>` names the welfare optimum's action of the model's own "
+        "`<payoff>` (Table 7's matrix_analyze).\n\n"
+    )
+    rows = []
+    for ev in evals:
+        s = ev.summary()
+        rows.append(
+            [ev.model] + [_num(s.get(f"{m}_mean_in_domain")) for m in ("non_da", "follows_named", "matrix_analyze")]
+        )
+    out.append(_table(["Model", "non-DA", "follows named cell", "names own optimum"], rows))
+    out.append(
+        "\nnon-DA share by label, with 95% intervals; *gap* = the label that calls for leaving the default "
+        "(ambiguous; harmful) minus the other, with the interval of the difference:\n\n"
+    )
+    rows = []
+    for ev in evals:
+        for source, se in ev.sources.items():
+            if "non_da_gap" not in se.metrics:
+                continue
+            by_label = [k for k in se.metrics if k.startswith("non_da_") and k != "non_da_gap"]
+            shares = "; ".join(f"{k.removeprefix('non_da_')} {_ci(ev, source, k)}" for k in by_label)
+            rows.append([ev.model, source_name(source), shares, _ci(ev, source, "non_da_gap")])
+    out.append(_table(["Model", "Source", "non-DA by label", "gap"], rows))
+    return "".join(out)
 
 
 def _ci(ev: ModelEvaluation, source: str, metric: str) -> str:
