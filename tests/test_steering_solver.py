@@ -97,6 +97,47 @@ def test_a_batch_mixes_model_and_solver_rows(tok):
     assert check_strict(mixed[1].text).blocks["analyze"] == render_analyze(api()(CQ_MATRIX), SUM)
 
 
+class _Rambling(ScriptedLM):
+    """Questions containing "ramble" never close their thinking block."""
+
+    def script(self, prompt: str, completion: str) -> str:
+        return completion + " more" if "ramble" in prompt else super().script(prompt, completion)
+
+
+@pytest.mark.parametrize("splice_wait", [0, 4, 16, 1000])
+def test_a_batch_where_long_splices_meet_rows_that_never_close_ends_in_bounded_steps(tok, splice_wait):
+    lm = _Rambling(tok)
+    steerer = Steerer(lm, tok, splice_wait=splice_wait)
+    budget = 300
+    questions = [
+        "2 + 2?",
+        "ramble on",
+        "What is two and two, added up, in a longer prompt?",
+        "ramble",
+        "Two plus two?",
+    ]
+    requests = [
+        SteerRequest(prompt(questions[0]), transform=api(), analyze="solver", max_new_tokens=budget),
+        SteerRequest(prompt(questions[1]), transform=api(), analyze="solver", max_new_tokens=budget),
+        SteerRequest(prompt(questions[2]), analyze="solver", max_new_tokens=budget),
+        SteerRequest(prompt(questions[3]), transform=api(), max_new_tokens=budget),  # model mode, never closes
+        SteerRequest(prompt(questions[4]), transform=api(), max_new_tokens=budget),  # model mode, splices
+    ]
+    outs = steerer.generate(requests)
+    assert [o.finish_reason for o in outs] == ["stop", "length", "stop", "length", "stop"]
+    assert outs[0].response == outs[4].response == RESPONSES["DA"] and outs[2].response == RESPONSES["CQ"]
+    assert [o.solver_analyze for o in outs] == [True, False, True, False, False] and outs[4].spliced
+    assert outs[1].steer_error.startswith("no </payoff>") and outs[3].steer_error is None
+    # every step feeds every row that is not parked, and a row stays parked at most `splice_wait` steps (the
+    # rambling rows watch to the end); so the batch ends within the budget (the prefill gives the first token, the
+    # last one is never fed) plus one wait
+    assert len(lm.calls) <= budget + min(splice_wait, budget)
+    if splice_wait < 100:  # the rambling rows set the pace: one step per token
+        assert len(lm.calls) == budget
+    else:  # the spliced rows waited for the rambling rows to the end, then wrote their responses
+        assert len(lm.calls) > budget
+
+
 def test_a_solver_row_that_ends_before_its_payoff_closes_says_so(tok):
     steerer = Steerer(ScriptedLM(tok), tok)
     [out] = steerer.generate([SteerRequest(prompt("2 + 2?"), transform=api(), analyze="solver", max_new_tokens=5)])
@@ -155,7 +196,7 @@ RAMBLE = "<thinking>" + "more thoughts " * 45
 
 @pytest.fixture(scope="module")
 def trained(tok):
-    """A 2-layer Qwen2 that has memorised four answers (about 20 s on one thread): two four-block answers whose
+    """A 2-layer Qwen2 that has memorised four answers (10-20 s on one thread): two four-block answers whose
     analyses are `render_analyze`'s, so the solver's splice is text it was trained on, and two that never close."""
     torch.manual_seed(0)
     cfg = TinyModelConfig(
@@ -182,7 +223,7 @@ def trained(tok):
         ids[i, : len(p) + len(c)] = torch.tensor(p + c)
         labels[i, len(p) : len(p) + len(c)] = torch.tensor(c)
         mask[i, : len(p) + len(c)] = 1
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-3)
     model.train()
     for _ in range(400):
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss

@@ -18,14 +18,18 @@ transform leaves unchanged is not spliced at all (the model's own tokens stay), 
 plain greedy generation token for token (tested against `model.generate`).
 
 **An exact solver in the loop** (`SteerRequest.analyze="solver"`): the row stops at `</payoff>` whether or not it
-has a transform, and the splice runs on through the analysis: the (edited) matrix, `</payoff><analyze>`, the text
+has a transform, and the splice runs on through the analysis: the (edited) matrix (re-rendered by `render_payoff`
+even when unchanged, so the model's own payoff tokens are replaced), `</payoff><analyze>`, the text
 `gtalign.protocol.render_analyze` writes for it (the rule teacher's own writer, so it is the analysis the policy
 was trained on), `</analyze><response>`, laid out as `render_completion` lays a completion out. The model then
 writes only the response. This splice is fed as text up to `<response`; its last `>` is token-healed (the byte-level
 pre-tokenizers of GPT-2 and Qwen keep `>` together with the first letters of the response, `>The`, so the model
 spells `>` plus whatever it would have glued to it). A matrix that cannot be read leaves the row unspliced with
 `steer_error` set; so does a rule with no optimum on the edited matrix (the model then writes the analysis, on the
-edited matrix if the transform changed it), and a solver row that ends without closing its payoff.
+edited matrix if the transform changed it), and a solver row that ends without closing its payoff. Every solver
+row watches for `</payoff>`, so a row that spliced may wait up to `splice_wait` steps for any row that has not
+closed its payoff yet (not only for rows with a transform, as in model mode). In either mode a splice never takes
+an answer past `max_new_tokens`: one that would (a long analysis near the budget) ends the answer there, `length`.
 
 The loop works with any Hugging Face causal LM that takes `attention_mask`, `position_ids` and a cache (`cache=` in
 transformers >= 5.x, `past_key_values=` before). It does greedy or temperature/top-p sampling only: logits
