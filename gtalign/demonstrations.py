@@ -21,8 +21,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from gtalign.game import CELLS, PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
-from gtalign.protocol import check_strict, render_completion
+from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
+from gtalign.protocol import check_strict, render_analyze, render_completion
 
 # Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
 # optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare.
@@ -123,12 +123,7 @@ def _matrix(kind: str, rng: random.Random, rule: WelfareRule) -> PayoffMatrix:
 
 
 def _analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
-    frontier = pareto_frontier(matrix)
-    best = optimal_cell(matrix, rule)
-    dominated = [c for c in CELLS if c not in frontier]
-    pts = ", ".join(f"{c} ({matrix[c].llm:.1f}, {matrix[c].user:.1f})" for c in frontier)
-    why = f" {', '.join(dominated)} are dominated." if dominated else ""
-    return f"Pareto frontier: {pts}.{why} Highest welfare by the {rule.kind} rule: {best}. Chosen: {best}."
+    return render_analyze(matrix, rule)  # one writer, shared with the steering decoder's solver mode
 
 
 def _meanings(ground_truth: str) -> list[str]:

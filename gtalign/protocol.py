@@ -30,7 +30,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from gtalign.game import CELLS, PayoffMatrix, WelfareRule
+from gtalign.game import CELLS, PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier
 
 TAGS = ("thinking", "payoff", "analyze", "response")
 REQUIRED_SUBKEYS = frozenset({"LLM", "user"})
@@ -362,11 +362,29 @@ def render_payoff(matrix: PayoffMatrix) -> str:
     )
 
 
+def render_analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
+    """The `<analyze>` text the solver writes: the Pareto frontier, the dominated cells, the optimum under `rule`.
+
+    One writer for the rule teacher's demonstrations and for the steering decoder's solver mode, so a policy
+    trained on the demonstrations reads, after a solver splice, exactly the kind of analysis it learnt to write.
+    Raises ValueError when `rule` has no optimum on `matrix` (`gtalign.game.optimal_cell`).
+    """
+    frontier = pareto_frontier(matrix)
+    best = optimal_cell(matrix, rule)
+    dominated = [c for c in CELLS if c not in frontier]
+    pts = ", ".join(f"{c} ({matrix[c].llm:.1f}, {matrix[c].user:.1f})" for c in frontier)
+    why = f" {', '.join(dominated)} are dominated." if dominated else ""
+    return f"Pareto frontier: {pts}.{why} Highest welfare by the {rule.kind} rule: {best}. Chosen: {best}."
+
+
+def render_through_analyze(matrix: PayoffMatrix, analyze: str) -> str:
+    """The completion from the payoff's JSON through the opening `<response>` tag, laid out as `render_completion`
+    lays it out (it is built from this): the text the steering decoder splices when the solver writes `<analyze>`."""
+    return f"{render_payoff(matrix)}</payoff><analyze>{analyze}</analyze><response>"
+
+
 def render_completion(thinking: str, matrix: PayoffMatrix, analyze: str, response: str) -> str:
-    return (
-        f"<thinking>{thinking}</thinking><payoff>{render_payoff(matrix)}</payoff>"
-        f"<analyze>{analyze}</analyze><response>{response}</response>"
-    )
+    return f"<thinking>{thinking}</thinking><payoff>{render_through_analyze(matrix, analyze)}{response}</response>"
 
 
 # ---------------------------------------------------------------------------------------------------------------

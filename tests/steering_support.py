@@ -3,10 +3,11 @@
 `ScriptedLM` implements the slice of the Hugging Face causal-LM interface that `gtalign.steering.Steerer` uses
 (`forward(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep)` -> `.logits`, `.cache`), and
 decides its next token from the text it can *see*: it keeps every token fed to it (its "cache") and reads only those
-the attention mask keeps. So it behaves like a model that was trained on the four-block format: it writes a
-thinking block and the matrix scripted for the question, and after `</payoff>` it acts on the optimum of the payoff
-visible in its context. If the splice left the model's own payoff visible (a wrong mask) or re-fed the prompt, the
-tests see it: the action would not follow the edited matrix, or the counted prefill would grow.
+the attention mask keeps. So it behaves like a model that was trained on the four-block format: it writes a thinking
+block and the matrix scripted for the question, and after `</payoff>` it acts on the optimum of the payoff visible
+in its context (after an `<analyze>` someone else spliced in, too: the solver mode). If the splice left the model's
+own payoff visible (a wrong mask) or re-fed the prompt, the tests see it: the action would not follow the edited
+matrix, or the counted prefill would grow.
 """
 
 from __future__ import annotations
@@ -115,7 +116,11 @@ class ScriptedLM(torch.nn.Module):
             response = RESPONSES[split_cell(cell)[1]]
         else:
             response = "I cannot decide." if "NOVERDICT" in prompt else "\\boxed{1}"
-        return head + f"<analyze>Chosen: {cell}.</analyze><response>{response}</response>"
+        analyze = f"<analyze>Chosen: {cell}.</analyze>"
+        rest = completion[len(head) :]
+        if rest.startswith("<analyze>") and "</analyze>" in rest:  # the solver wrote the analysis: go on from it
+            analyze = rest[: rest.index("</analyze>") + len("</analyze>")]
+        return head + analyze + f"<response>{response}</response>"
 
     def forward(
         self,

@@ -14,9 +14,11 @@ from gtalign.protocol import (
     named_cell,
     parse_payoff_tolerant,
     read_tolerant,
+    render_analyze,
     render_completion,
     render_messages,
     render_payoff,
+    render_through_analyze,
     render_user_message,
     response_action,
 )
@@ -241,3 +243,24 @@ def test_named_cell_and_response_action():
     assert (
         response_action("The capital is Paris, a city of two million people on the Seine. Want more details?") == "AQ"
     )
+
+
+def test_render_analyze_writes_the_frontier_the_dominated_cells_and_the_optimum():
+    from paper_tables import TABLE1
+
+    assert render_analyze(TABLE1, WelfareRule(kind="sum")) == (
+        "Pareto frontier: DQ_AQ (3.0, 3.0), VQ_AQ (0.0, 4.0). DQ_CQ, DQ_DA, VQ_CQ, VQ_DA are dominated. "
+        "Highest welfare by the sum rule: DQ_AQ. Chosen: DQ_AQ."
+    )
+    negative = PayoffMatrix.from_dict({c: {"LLM": -1.0, "user": -1.0} for c in CELLS})
+    with pytest.raises(ValueError):
+        render_analyze(negative, WelfareRule(kind="cobb_douglas"))  # no optimum under a product rule
+
+
+def test_the_solver_splice_is_the_completion_layout_between_payoff_and_response():
+    matrix = PayoffMatrix.from_dict(PAYOFF)
+    analyze = render_analyze(matrix, WelfareRule())
+    text = render_completion("t", matrix, analyze, "Hello.")
+    assert text == f"<thinking>t</thinking><payoff>{render_through_analyze(matrix, analyze)}Hello.</response>"
+    assert render_through_analyze(matrix, analyze).endswith(f"</payoff><analyze>{analyze}</analyze><response>")
+    assert check_strict(text).ok

@@ -304,7 +304,8 @@ def test_masked_splice_matches_a_fresh_forward_of_the_visible_text(tok, qwen, ba
 
 
 # ---------------------------------------------------------------------------------------------- the eval stage
-def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
+def _steering_eval(tok, tmp_path, monkeypatch, **eval_params):
+    """The steering eval stage over four curated test rows, with the scripted model."""
     import pandas as pd
 
     import gtalign.evaluate.steering as stage
@@ -336,19 +337,15 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "resolve_model", lambda model, **_: Path(model))
     monkeypatch.setattr(stage, "load_model", lambda path, **_: (ScriptedLM(tok), tok))
     params = {
-        "steering": {
-            "expected_words": TEST_WORDS,
-            "eval": {
-                "per_source": 5,
-                "modes": ["subscription->api", "published"],
-                "prices": [2.0],
-                "timing_repeats": 1,
-            },
-        }
+        "steering": {"expected_words": TEST_WORDS, "eval": {"per_source": 5, "timing_repeats": 1, **eval_params}}
     }
-    result = stage.steering_eval_stage(
+    return stage.steering_eval_stage(
         tmp_path, parse_params(params), model="scripted", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
+
+
+def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
+    result = _steering_eval(tok, tmp_path, monkeypatch, modes=["subscription->api", "published"], prices=[2.0])
     m = result.metrics
     assert m["subscription->api @2/all/n"] == 4.0
     assert m["subscription->api @2/all/intended_change"] == 1.0 == m["subscription->api @2/all/realised_change"]
@@ -360,6 +357,39 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     assert "| subscription->api @2 | math-hard | 3 |" in result.markdown and "CQ->DA 3" in result.markdown
     assert (tmp_path / "artifacts" / "metrics" / "steering.json").exists()
     assert len(result.paths["records"].read_text().splitlines()) == 8
+    assert not any(k.startswith("solver/") for k in m) and "solver/" not in result.markdown
+
+
+def test_steering_eval_reports_the_solver_mode_beside_the_model_mode(tok, tmp_path, monkeypatch):
+    result = _steering_eval(
+        tok, tmp_path, monkeypatch, modes=["subscription->api"], prices=[2.0], analyze_modes=["model", "solver"]
+    )
+    m = result.metrics
+    for label in ("subscription->api @2", "solver/subscription->api @2"):
+        assert m[f"{label}/all/n"] == 4.0 and m[f"{label}/all/move/CQ->DA"] == 4.0 and m[f"{label}/all/follows"] == 1.0
+        assert m[f"{label}/time/ratio"] > 0 and m[f"{label}/time/steered_s"] > 0
+    assert m["solver/subscription->api @2/all/solver"] == 1.0 and "subscription->api @2/all/solver" not in m
+    assert "| solver/subscription->api @2 | math-hard | 3 | 100% | 100% (solver 100%) |" in result.markdown
+    records = [json.loads(line) for line in result.paths["records"].read_text().splitlines()]
+    solver = [r for r in records if r["mode"].startswith("solver/")]
+    assert len(records) == 8 and len(solver) == 4
+    assert all(r["analyze"] == "solver" and r["solver_analyze"] for r in solver)
+
+
+def test_analyze_modes_are_checked_in_params_and_in_the_eval_override(tmp_path):
+    from pydantic import ValidationError
+
+    from gtalign.evaluate.steering import steering_eval_stage
+    from gtalign.steering import SteeringEvalConfig
+
+    assert SteeringConfig().analyze == "model" and SteeringEvalConfig().analyze_modes == ["model"]
+    for bad in (["model", "model"], ["teacher"], []):
+        with pytest.raises(ValidationError, match="analyze_modes"):
+            SteeringEvalConfig(analyze_modes=bad)
+    with pytest.raises(ValidationError, match="analyze"):
+        SteeringConfig(analyze="teacher")
+    with pytest.raises(ValueError, match=r"analyze modes \['teacher'\]"):
+        steering_eval_stage(tmp_path, parse_params({}), model="x", analyze_modes=["teacher"], track=False)
 
 
 def test_cli_commands_mount_and_show_help():

@@ -25,6 +25,14 @@ def steer_eval(
     root: RootTracked = Path("."),
     params: ParamsFile = None,
     per_source: Annotated[int | None, typer.Option(help="test prompts per source (default: steering.eval)")] = None,
+    analyze: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--analyze",
+            help="who writes <analyze> when steered: model | solver (labels solver/<mode>), repeatable for both "
+            "side by side (default: steering.eval.analyze_modes)",
+        ),
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="report folder (default: artifacts/steering)")] = None,
     tracking_uri: TrackingUri = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="skip the MLflow run")] = False,
@@ -38,6 +46,7 @@ def steer_eval(
             cli_params(root, params, optional=True),
             model=model,
             per_source=per_source,
+            analyze_modes=analyze,
             out_dir=out_dir,
             tracking_uri=tracking_uri,
             track=not no_track,

@@ -3,7 +3,9 @@
 Writes `artifacts/steering/report.md` (the report's "Pricing steering" section, included by `report_stage`),
 `artifacts/steering/records.jsonl` (one record per answer and mode) and `artifacts/metrics/steering.json` (flat
 metrics, `<mode>/<source>/<metric>`), and logs an MLflow run `steering_eval`. The decoding itself is
-`gtalign.steering`.
+`gtalign.steering`. `steering.eval.analyze_modes` (or `--analyze`) says who writes `<analyze>` in the steered runs:
+`model` (the labels above) and/or `solver` (`SteerRequest.analyze`; labels `solver/<mode>`), every pricing mode in
+each, all against the same unsteered answers, so `[model, solver]` reports the two side by side.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from gtalign.reward import RewardConfig, RewardInput, score_batch
 from gtalign.reward.consistency import matrix_consistency
 from gtalign.reward.judges import Judge, make_judge
 from gtalign.steering import (
+    ANALYZE_MODES,
     PRICING_MODES,
+    AnalyzeMode,
     PricingTransform,
     Steerer,
     SteeringConfig,
@@ -64,15 +68,20 @@ def _timed_generate(steerer: Steerer, requests: list[SteerRequest]) -> tuple[lis
 
 
 def _time_pair(
-    steerer: Steerer, prompts: list[Any], transform: PricingTransform, max_new: int, repeats: int
+    steerer: Steerer,
+    prompts: list[Any],
+    transform: PricingTransform,
+    max_new: int,
+    repeats: int,
+    analyze: AnalyzeMode = "model",
 ) -> dict[str, float]:
     """Best-of-`repeats` wall time of the same prompts unsteered and steered, interleaved (A B A B ...) so that a
     change in the machine's load hits both alike; also per completion token, since steering changes lengths."""
     best = {"unsteered": (math.inf, 1), "steered": (math.inf, 1)}
     for _ in range(max(1, repeats)):
-        for name, t in (("unsteered", None), ("steered", transform)):
+        for name, t, a in (("unsteered", None, "model"), ("steered", transform, analyze)):
             outs, secs = _timed_generate(
-                steerer, [SteerRequest(p, transform=t, max_new_tokens=max_new) for p in prompts]
+                steerer, [SteerRequest(p, transform=t, max_new_tokens=max_new, analyze=a) for p in prompts]
             )
             best[name] = min(best[name], (secs, max(1, sum(o.completion_tokens for o in outs))))
     (u_s, u_n), (s_s, s_n) = best["unsteered"], best["steered"]
@@ -83,6 +92,11 @@ def _time_pair(
         "ratio_per_token": (s_s / s_n) / (u_s / u_n),
         "prompts": float(len(prompts)),
     }
+
+
+def _analyze_label(analyze: AnalyzeMode, label: str) -> str:
+    """A condition's label: the pricing mode's, under `solver/` when the solver writes the analysis."""
+    return label if analyze == "model" else f"{analyze}/{label}"
 
 
 def _eval_modes(cfg: SteeringConfig, modes: Sequence[str], prices: Sequence[float]) -> list[tuple[str, Any]]:
@@ -115,6 +129,7 @@ def evaluate_steering(
     reward: RewardConfig,
     model: str | None = None,
     per_source: int | None = None,
+    analyze_modes: Sequence[AnalyzeMode] | None = None,
     out_dir: Path | None = None,
     tracking_uri: str | None = None,
     track: bool = True,
@@ -126,7 +141,8 @@ def evaluate_steering(
     direction, whether the steered answer follows its edited matrix exactly (`matrix_consistency`, both analyze and
     response), the change in response words and in welfare (`score_batch` with `judge` and `reward`), and the wall
     time of the steered run against the unsteered one (also per completion token, since steering changes answer
-    lengths). `model` and `per_source` override `cfg.eval`.
+    lengths). Each analyze mode (`model`: the model writes `<analyze>`; `solver`: `render_analyze` writes it,
+    labels `solver/<mode>`) runs every pricing mode. `model`, `per_source` and `analyze_modes` override `cfg.eval`.
     """
     root = Path(root)
     layout = Layout(root)
@@ -136,6 +152,11 @@ def evaluate_steering(
     if not model_ref:
         raise ValueError("steering eval needs a model: --model PATH|models:/NAME@ALIAS (or steering.eval.model)")
     modes = _eval_modes(cfg, ev.modes, ev.prices if ev.prices is not None else [cfg.price_per_100_words])
+    analyze_modes = list(analyze_modes) if analyze_modes is not None else list(ev.analyze_modes)
+    unknown = [a for a in analyze_modes if a not in ANALYZE_MODES]
+    if unknown or not analyze_modes or len(set(analyze_modes)) != len(analyze_modes):
+        raise ValueError(f"analyze modes {analyze_modes}: expected distinct values of {', '.join(ANALYZE_MODES)}")
+    conditions = [(a, _analyze_label(a, label), t) for a in analyze_modes for label, t in modes]
     out_dir = Path(out_dir) if out_dir else layout.artifacts / "steering"
 
     table = load_curated(layout.curated)
@@ -165,11 +186,11 @@ def evaluate_steering(
     records: list[dict[str, Any]] = []
     timing: dict[str, dict[str, float]] = {}
     timed = prompts[: ev.timing_prompts]
-    for label, transform in modes:
+    for analyze, label, transform in conditions:
         outs, _ = _timed_generate(
-            steerer, [SteerRequest(p, transform=transform, max_new_tokens=max_new) for p in prompts]
+            steerer, [SteerRequest(p, transform=transform, max_new_tokens=max_new, analyze=analyze) for p in prompts]
         )
-        timing[label] = _time_pair(steerer, timed, transform, max_new, ev.timing_repeats)
+        timing[label] = _time_pair(steerer, timed, transform, max_new, ev.timing_repeats, analyze)
         for r, b, o, bs, ss in zip(rows, base, outs, base_scores, score(outs), strict=True):
             reading = read_tolerant(o.text)
             cons = matrix_consistency(reading, cfg.welfare_rule)
@@ -178,6 +199,7 @@ def evaluate_steering(
                     "uid": r["uid"],
                     "source": str(r["source"]),
                     "mode": label,
+                    **({"analyze": analyze, "solver_analyze": o.solver_analyze} if analyze != "model" else {}),
                     "payoff_read": o.original is not None,
                     "spliced": o.spliced,
                     "steer_error": o.steer_error,
@@ -199,7 +221,8 @@ def evaluate_steering(
                     "edited_payoff": o.edited.to_dict() if o.edited else None,
                 }
             )
-    metrics, markdown = _summarize_eval(records, timing, modes, sources, model_ref, cfg)
+    labels = [label for _, label, _ in conditions]
+    metrics, markdown = _summarize_eval(records, timing, modes, labels, sources, model_ref, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "report": out_dir / "report.md",
@@ -216,8 +239,12 @@ def evaluate_steering(
     if track:
         import mlflow
 
-        # the eval keys as params.yaml spelt them (unset defaults are not logged), with the per_source used
-        run_eval = {**ev.model_dump(mode="json", exclude_unset=True), "per_source": per_source}
+        # the eval keys as params.yaml spelt them (unset defaults not logged), the per_source and analyze modes used
+        run_eval = {
+            **ev.model_dump(mode="json", exclude_unset=True),
+            "per_source": per_source,
+            "analyze_modes": analyze_modes,
+        }
         run_params = _mlflow_keys(
             {"steering": {**cfg.model_dump(mode="json", exclude={"eval"}), "eval": run_eval}, "model": model_ref}
         )
@@ -250,6 +277,7 @@ def _summarize_eval(
     records: list[dict[str, Any]],
     timing: Mapping[str, Mapping[str, float]],
     modes: Sequence[tuple[str, PricingTransform]],
+    labels: Sequence[str],
     sources: Sequence[str],
     model_ref: str,
     cfg: SteeringConfig,
@@ -274,12 +302,22 @@ def _summarize_eval(
         "response's action differs from the unsteered answer's; *follows* = analyze and response both act on the "
         "edited matrix's optimum (exact); deltas are steered minus unsteered (response words; welfare = reward score, "
         "rule judge).",
+        *(
+            [
+                "`solver/<mode>` rows: the same edit, and the exact solver writes `<analyze>` (`render_analyze`, the "
+                "rule teacher's text) in the splice at `</payoff>`; the model writes only the response. *solver* = "
+                "the share of answers whose analysis the solver wrote (for the others, `steer_error` in "
+                "records.jsonl says why).",
+            ]
+            if any(label.startswith("solver/") for label in labels)
+            else []
+        ),
         "",
         "| mode | source | n | read | spliced | intended | realised | transitions (realised) | follows | "
         "Δ words | Δ welfare |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, _ in modes:
+    for label in labels:
         for source in [*sorted(set(sources)), "all"]:
             recs = groups.get((label, source), [])
             if not recs:
@@ -303,11 +341,14 @@ def _summarize_eval(
                     if r["steered_welfare"] is not None and r["base_welfare"] is not None
                 ),
             }
+            if label.startswith("solver/"):
+                m["solver"] = sum(r["solver_analyze"] for r in recs) / n
             metrics.update({f"{label}/{source}/{k}": v for k, v in m.items()})
             metrics.update({f"{label}/{source}/move/{k}": float(v) for k, v in moves.items()})
             move_text = ", ".join(f"{k} {v}" for k, v in moves.most_common()) or "-"
+            spliced = f"{m['spliced']:.0%}" + (f" (solver {m['solver']:.0%})" if "solver" in m else "")
             lines.append(
-                f"| {label} | {source} | {n} | {m['read']:.0%} | {m['spliced']:.0%} | {m['intended_change']:.0%} | "
+                f"| {label} | {source} | {n} | {m['read']:.0%} | {spliced} | {m['intended_change']:.0%} | "
                 f"{m['realised_change']:.0%} | {move_text} | {m['follows']:.0%} | {m['delta_words']:+.1f} | "
                 f"{m['delta_welfare']:+.3f} |"
             )

@@ -9,7 +9,8 @@ or in Python::
     outs = steerer.generate([SteerRequest(messages, transform=transform_for("api", cfg))])
 
 The modules: `pricing` (the matrix edits), `config` (params.yaml `steering:`, pricing -> transform), `decoder` (the
-splice, one prefill per answer).
+splice, one prefill per answer; `SteerRequest(analyze="solver")` also splices the exact solver's `<analyze>`, so
+the model writes only the response).
 """
 
 from gtalign.steering.config import (
@@ -18,7 +19,15 @@ from gtalign.steering.config import (
     SteeringEvalConfig,
     transform_for,
 )
-from gtalign.steering.decoder import PAYOFF_CLOSE, PAYOFF_OPEN, Steerer, SteerOutput, SteerRequest
+from gtalign.steering.decoder import (
+    ANALYZE_MODES,
+    PAYOFF_CLOSE,
+    PAYOFF_OPEN,
+    AnalyzeMode,
+    Steerer,
+    SteerOutput,
+    SteerRequest,
+)
 from gtalign.steering.pricing import (
     PRICING_MODES,
     PRICINGS,
@@ -30,10 +39,12 @@ from gtalign.steering.pricing import (
 )
 
 __all__ = [
+    "ANALYZE_MODES",
     "PAYOFF_CLOSE",
     "PAYOFF_OPEN",
     "PRICINGS",
     "PRICING_MODES",
+    "AnalyzeMode",
     "Pricing",
     "PricingMode",
     "PricingTransform",

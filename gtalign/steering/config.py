@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gtalign.game import ACTIONS, WelfareRule
+from gtalign.steering.decoder import AnalyzeMode
 from gtalign.steering.pricing import (
     PRICINGS,
     Pricing,
@@ -48,7 +49,19 @@ class SteeringEvalConfig(BaseModel):
     prices: list[float] | None = Field(None, description="cost modes run at each price; None = price_per_100_words")
     timing_prompts: int = Field(8, ge=0, description="the first prompts, timed unsteered and steered interleaved")
     timing_repeats: int = Field(3, ge=0, description="best of this many timed runs (at least one)")
+    analyze_modes: list[AnalyzeMode] = Field(
+        default_factory=lambda: ["model"],
+        min_length=1,
+        description="who writes <analyze> in the steered runs: model, solver (reported under `solver/`), or both",
+    )
     device: str | None = None
+
+    @field_validator("analyze_modes")
+    @classmethod
+    def _distinct(cls, value: list[AnalyzeMode]) -> list[AnalyzeMode]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"analyze_modes lists a mode twice: {value}")
+        return value
 
 
 class SteeringConfig(BaseModel):
@@ -68,6 +81,7 @@ class SteeringConfig(BaseModel):
         }
     )
     rule: str = Field("sum", description="welfare rule used to re-solve the edited matrix (the prompt's: sum)")
+    analyze: AnalyzeMode = Field("model", description="who writes <analyze> when serving: the model, or the solver")
     max_new_tokens: int = Field(320, ge=1)
     batch_size: int = Field(8, ge=1)
     eval: SteeringEvalConfig = Field(default_factory=SteeringEvalConfig)

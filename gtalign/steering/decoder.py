@@ -17,6 +17,20 @@ tokenization can end in a token the model never saw before `<analyze>`; an SFT m
 transform leaves unchanged is not spliced at all (the model's own tokens stay), so an identity transform reproduces
 plain greedy generation token for token (tested against `model.generate`).
 
+**An exact solver in the loop** (`SteerRequest.analyze="solver"`): the row stops at `</payoff>` whether or not it
+has a transform, and the splice runs on through the analysis: the (edited) matrix (re-rendered by `render_payoff`
+even when unchanged, so the model's own payoff tokens are replaced), `</payoff><analyze>`, the text
+`gtalign.protocol.render_analyze` writes for it (the rule teacher's own writer, so it is the analysis the policy
+was trained on), `</analyze><response>`, laid out as `render_completion` lays a completion out. The model then
+writes only the response. This splice is fed as text up to `<response`; its last `>` is token-healed (the byte-level
+pre-tokenizers of GPT-2 and Qwen keep `>` together with the first letters of the response, `>The`, so the model
+spells `>` plus whatever it would have glued to it). A matrix that cannot be read leaves the row unspliced with
+`steer_error` set; so does a rule with no optimum on the edited matrix (the model then writes the analysis, on the
+edited matrix if the transform changed it), and a solver row that ends without closing its payoff. Every solver
+row watches for `</payoff>`, so a row that spliced may wait up to `splice_wait` steps for any row that has not
+closed its payoff yet (not only for rows with a transform, as in model mode). In either mode a splice never takes
+an answer past `max_new_tokens`: one that would (a long analysis near the budget) ends the answer there, `length`.
+
 The loop works with any Hugging Face causal LM that takes `attention_mask`, `position_ids` and a cache (`cache=` in
 transformers >= 5.x, `past_key_values=` before). It does greedy or temperature/top-p sampling only: logits
 processors from a model's `generation_config` (repetition penalty, top-k) are not applied.
@@ -32,12 +46,21 @@ from typing import Any, Literal
 
 from gtalign.game import CELLS, DEFAULT_RULE, PayoffMatrix, WelfareRule, optimal_cell
 from gtalign.modeling import chat_prompt
-from gtalign.protocol import PayoffParseError, extract_block, parse_payoff_tolerant, render_payoff
+from gtalign.protocol import (
+    PayoffParseError,
+    extract_block,
+    parse_payoff_tolerant,
+    render_analyze,
+    render_payoff,
+    render_through_analyze,
+)
 from gtalign.steering.pricing import PricingTransform
 
-__all__ = ["PAYOFF_CLOSE", "PAYOFF_OPEN", "SteerOutput", "SteerRequest", "Steerer"]
+__all__ = ["ANALYZE_MODES", "PAYOFF_CLOSE", "PAYOFF_OPEN", "AnalyzeMode", "SteerOutput", "SteerRequest", "Steerer"]
 
 PAYOFF_OPEN, PAYOFF_CLOSE = "<payoff>", "</payoff>"
+AnalyzeMode = Literal["model", "solver"]
+ANALYZE_MODES: tuple[AnalyzeMode, ...] = ("model", "solver")
 
 
 def _croppable(cache: Any) -> bool:
@@ -65,10 +88,11 @@ def _closing_run_start(text: str, close_at: int) -> int:
 class SteerRequest:
     """One answer to generate. `prompt` is chat messages (the tokenizer's chat template is applied) or ready text.
 
-    `transform=None` decodes plainly (no stop at `</payoff>`). `on_update(ids, settled)` is called after every step
-    with the row's completion token ids so far; `settled` turns True once the payoff has been handled, after which
-    the text only grows (streaming servers show nothing of the payoff before that). `should_stop()` ends the row
-    early (a client that went away); `on_finish(output)` hands the row's output over as soon as it ends.
+    `transform=None` decodes plainly (no stop at `</payoff>`) unless `analyze="solver"`: then the row stops at
+    `</payoff>` and the solver writes `<analyze>` (module docstring). `on_update(ids, settled)` is called after
+    every step with the row's completion token ids so far; `settled` turns True once the payoff has been handled,
+    after which the text only grows (streaming servers show nothing of the payoff before that). `should_stop()`
+    ends the row early (a client that went away); `on_finish(output)` hands the row's output over as soon as it ends.
     """
 
     prompt: str | Sequence[Mapping[str, str]]
@@ -81,6 +105,11 @@ class SteerRequest:
     should_stop: Callable[[], bool] | None = None
     prompt_ids: list[int] | None = None  # already tokenized `prompt` (the server counts tokens before queueing)
     on_finish: Callable[[SteerOutput], None] | None = None  # called as soon as this row ends
+    analyze: AnalyzeMode = "model"  # who writes <analyze>: the model, or the solver (spliced with the payoff)
+
+    def __post_init__(self) -> None:
+        if self.analyze not in ANALYZE_MODES:
+            raise ValueError(f"SteerRequest.analyze: {self.analyze!r} is not one of {', '.join(ANALYZE_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,8 @@ class SteerOutput:
     spliced: bool = False
     steer_error: str | None = None
     fed_tokens: int = 0  # tokens fed after the prefill (decode steps plus the replacement tokens)
+    analyze_mode: AnalyzeMode = "model"  # what the request asked for
+    solver_analyze: bool = False  # the solver wrote <analyze> (spliced); False when it could not (see steer_error)
 
     @property
     def response(self) -> str | None:
@@ -122,6 +153,7 @@ class _Row:
     original_cell: str | None = None
     edited_cell: str | None = None
     spliced: bool = False
+    solver_analyze: bool = False
     error: str | None = None
     heal: str = ""  # text the next tokens must spell out (token healing across the splice's end)
     parked: int | None = None  # step at which a spliced row began waiting to feed its replacement
@@ -248,7 +280,9 @@ class Steerer:
         ]
         for row in rows:
             row.next_pos = len(row.prompt_ids)
-            row.watch = row.req.transform is not None and not row.req.transform.is_identity
+            row.watch = row.req.analyze == "solver" or (
+                row.req.transform is not None and not row.req.transform.is_identity
+            )
             if row.req.temperature > 0:
                 row.generator = torch.Generator(device=device).manual_seed(
                     row.req.seed if row.req.seed is not None else 0
@@ -340,7 +374,8 @@ class Steerer:
             row.req.on_finish(self._output(row))  # a short answer need not wait for the rest of its batch
 
     def _settle(self, row: _Row, mask: Any) -> None:
-        """The row just closed its first payoff block: parse, transform, re-solve and, if it changed, splice."""
+        """The row just closed its first payoff block: parse, transform, re-solve and, if it changed or the solver
+        writes the analysis, splice."""
         row.watch = False
         decode = self.tokenizer.decode
         text = decode(row.gen, skip_special_tokens=False)
@@ -357,11 +392,16 @@ class Steerer:
         except (PayoffParseError, ValueError, TypeError, OverflowError) as e:
             row.error = f"payoff: {e}"
             return
-        assert row.req.transform is not None
-        edited = row.req.transform(matrix)
+        edited = row.req.transform(matrix) if row.req.transform is not None else matrix
         row.original, row.edited = matrix, edited
         row.original_cell, row.edited_cell = self._optimum(matrix), self._optimum(edited)
-        if edited == matrix:
+        analysis = None
+        if row.req.analyze == "solver":
+            try:
+                analysis = render_analyze(edited, self.rule)
+            except ValueError as e:  # no optimum under the rule (cobb_douglas on a negative payoff): the model writes
+                row.error = f"analyze: {e}"
+        if analysis is None and edited == matrix:
             return
         # Keep the longest token prefix whose text ends at or before the payoff content; re-feed the rest as text.
         keep = len(row.gen) - 1
@@ -371,13 +411,21 @@ class Steerer:
                 break
             keep -= 1
         kept_len = len(decode(row.gen[:keep], skip_special_tokens=False)) if keep else 0
-        lead = content[: len(content) - len(content.lstrip())]
-        trail = content[len(content.rstrip()) :]
-        replacement = text[kept_len:content_start] + lead + render_payoff(edited) + trail + PAYOFF_CLOSE
-        # Token healing: the closing run ("}}</payoff>") is not fed as text; the model spells it itself, constrained
-        # to it, so that the tokens across the splice's end are ones it would choose (a standalone tokenization of
-        # "...}}</payoff>" ends in tokens the model never saw before "<analyze>", and an SFT model may stop there).
-        heal_from = _closing_run_start(replacement, len(replacement) - len(PAYOFF_CLOSE))
+        if analysis is not None:
+            # The solver's text, laid out as in training, fed up to "<response"; the final ">" is healed: the
+            # pre-tokenizer glues it to the response's first letters (">The"), so the model spells it.
+            replacement = text[kept_len:content_start] + render_through_analyze(edited, analysis)
+            heal_from = _closing_run_start(replacement, len(replacement))
+            row.solver_analyze = True
+        else:
+            lead = content[: len(content) - len(content.lstrip())]
+            trail = content[len(content.rstrip()) :]
+            replacement = text[kept_len:content_start] + lead + render_payoff(edited) + trail + PAYOFF_CLOSE
+            # Token healing: the closing run ("}}</payoff>") is not fed as text; the model spells it itself,
+            # constrained to it, so that the tokens across the splice's end are ones it would choose (a standalone
+            # tokenization of "...}}</payoff>" ends in tokens the model never saw before "<analyze>", and an SFT
+            # model may stop there).
+            heal_from = _closing_run_start(replacement, len(replacement) - len(PAYOFF_CLOSE))
         new_ids = list(self.tokenizer(replacement[:heal_from], add_special_tokens=False)["input_ids"])
         dead = row.cols[keep:]
         if dead:
@@ -389,6 +437,8 @@ class Steerer:
         row.next_pos = len(row.prompt_ids) + keep
         row.heal = replacement[heal_from:]
         row.spliced = True
+        if len(row.gen) > row.req.max_new_tokens:  # the splice ran past the budget (a solver's analysis is long):
+            row.gen, row.heal = row.gen[: row.req.max_new_tokens], ""  # the answer ends there, `length`
 
     def _optimum(self, matrix: PayoffMatrix) -> str | None:
         try:
@@ -397,6 +447,9 @@ class Steerer:
             return None
 
     def _output(self, row: _Row) -> SteerOutput:
+        error = row.error
+        if row.watch and row.req.analyze == "solver":  # ended (length, stop, cancelled) before closing its payoff
+            error = f"no {PAYOFF_CLOSE} before the answer ended ({row.done or 'length'}): the solver wrote nothing"
         return SteerOutput(
             text=self.tokenizer.decode(row.gen, skip_special_tokens=True),
             prompt_tokens=len(row.prompt_ids),
@@ -407,6 +460,8 @@ class Steerer:
             original_cell=row.original_cell,
             edited_cell=row.edited_cell,
             spliced=row.spliced,
-            steer_error=row.error if row.req.transform is not None else None,
+            steer_error=error,
             fed_tokens=row.fed,
+            analyze_mode=row.req.analyze,
+            solver_analyze=row.solver_analyze,
         )
