@@ -19,6 +19,8 @@ policy's native regime), applied exactly as `gtalign serve` applies it: the matr
 spliced back before the model goes on (`gtalign.steering`). The request and the fields are built by
 `gtalign.steering.answer`, the code the server runs, with the params.yaml `steering:` section the model was
 registered with (its `model_config["steering"]`), so the two ways of serving give the same answer to a chat.
+An unknown `pricing` or `return` raises `InvalidParam`, a ValueError that `mlflow models serve` answers with a 400
+naming the allowed values.
 
 `predict` deliberately has NO type hints: MLflow 3 derives the signature from hints and would discard the params
 schema we log (ecosystem notes §4).
@@ -29,11 +31,14 @@ from __future__ import annotations
 import json
 
 import mlflow
+import mlflow.exceptions
+import mlflow.protos.databricks_pb2
 import pandas as pd
 
 from gtalign.protocol import check_strict, extract_block, render_messages
 from gtalign.steering.answer import answer_fields, load_steerer, request_pricing, steer_request
 from gtalign.steering.config import SteeringConfig
+from gtalign.steering.decoder import Steerer
 
 RETURN_MODES = ("full", "response")
 DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
@@ -93,26 +98,42 @@ def apply_prompt_style(chat: list[dict[str, str]], style: str) -> list[dict[str,
     return [rendered[0], *chat[:-1], rendered[1]]
 
 
+class InvalidParam(mlflow.exceptions.MlflowException, ValueError):
+    """A bad `pricing` or `return` param: a ValueError to Python callers, and to `mlflow models serve` an
+    MlflowException, which it answers with a 400 and this message (any other error becomes a generic one)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=mlflow.protos.databricks_pb2.INVALID_PARAMETER_VALUE)
+
+
 class GTAlignAssistant(mlflow.pyfunc.PythonModel):
     """Chat messages in, the four-block answer (steered to the asked pricing) and what it did out."""
 
     def load_context(self, context):
         config = dict(context.model_config or {})
-        self.prompt_style = str(config.get("prompt_style", "none"))
-        self.seed = int(config.get("seed", 0))
         # params.yaml `steering:` as JSON (see `gtalign.registry`); a version registered before it was logged gets
         # the defaults, which is what params.yaml had then.
-        self.steering = SteeringConfig.model_validate_json(config.get("steering") or "{}")
-        self.steerer = load_steerer(
-            context.artifacts["hf_dir"], self.steering, batch_size=int(config.get("batch_size", 16))
+        steering = SteeringConfig.model_validate_json(config.get("steering") or "{}")
+        self.bind(
+            load_steerer(context.artifacts["hf_dir"], steering, batch_size=int(config.get("batch_size", 16))),
+            steering,
+            prompt_style=str(config.get("prompt_style", "none")),
+            seed=int(config.get("seed", 0)),
         )
+
+    def bind(self, steerer: Steerer, steering: SteeringConfig, *, prompt_style: str = "none", seed: int = 0) -> None:
+        """Serve with `steerer` (what `load_context` does with the logged model; tests bind a scripted one)."""
+        self.steerer, self.steering, self.prompt_style, self.seed = steerer, steering, prompt_style, seed
 
     def predict(self, context, model_input, params=None):
         p = {**DEFAULT_PARAMS, **(params or {})}
         mode = str(p["return"])
         if mode not in RETURN_MODES:
-            raise ValueError(f"return must be one of {RETURN_MODES}, got {mode!r}")
-        pricing = request_pricing("" if p["pricing"] is None else str(p["pricing"]), self.steering)
+            raise InvalidParam(f"return must be one of {RETURN_MODES}, got {mode!r}")
+        try:
+            pricing = request_pricing("" if p["pricing"] is None else str(p["pricing"]), self.steering)
+        except ValueError as e:
+            raise InvalidParam(str(e)) from None
         chats = [apply_prompt_style(c, self.prompt_style) for c in conversations(model_input)]
         requests = [
             steer_request(

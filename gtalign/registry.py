@@ -344,9 +344,10 @@ def register(
             input_example=input_example(),
             pip_requirements=_requirements(),
             model_config={"prompt_style": prompt_style, "seed": 0, "steering": _steering_config(steering)},
+            tags={DATA_VERSION_TAG: data_ver or "unknown"},
         )
-        if metrics:
-            mlflow.log_metrics(metrics)
+        if metrics:  # on the run and on the logged model, whose page (and its versions') shows them
+            mlflow.log_metrics(metrics, model_id=info.model_id)
         run_id = active.info.run_id
         uri = mlflow.get_tracking_uri()
     client = client_for(uri)
