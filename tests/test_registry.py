@@ -428,6 +428,8 @@ def write_project(root: Path, hf_dir: Path, evaluation: dict[str, float], tolera
               evaluated_model: gtalign
               gate: {{tolerance: {tolerance}}}
               serving: {{max_new_tokens: 6}}
+            steering:
+              native_pricing: api
             """
         )
     )
@@ -468,6 +470,18 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
 
     out = runner.invoke(app, ["registry", "register", *common, "--model", "nobody"])
     assert out.exit_code == 1 and "evaluation has no key 'nobody/welfare_mean'" in out.output
+
+    # predict: the champion steers with the params.yaml `steering:` it was registered with (native pricing: api)
+    def predicted(*args: str) -> dict[str, Any]:
+        out = runner.invoke(app, ["registry", "predict", "Hi", *common, "--max-new-tokens", "4", *args])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)  # one chat, one JSON line (MLflow logs and progress go to stderr)
+
+    assert predicted()["pricing"] == "api"
+    assert predicted("--pricing", "subscription")["pricing"] == "subscription"
+    out = runner.invoke(app, ["registry", "predict", "Hi", *common, "--pricing", "per_token"])
+    assert out.exit_code == 1
+    assert "unknown pricing 'per_token': expected one of subscription, api" in out.output
 
 
 # ---------------------------------------------------------------------------------------------------------------
