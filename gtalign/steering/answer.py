@@ -20,20 +20,7 @@ from gtalign.steering.config import SteeringConfig, transform_for
 from gtalign.steering.decoder import Steerer, SteerOutput, SteerRequest
 from gtalign.steering.pricing import PRICINGS, Pricing
 
-__all__ = ["ANSWER_FIELDS", "answer_fields", "load_steerer", "request_pricing", "steer_request"]
-
-# The keys of `answer_fields`, in order (the `gtalign` object of `gtalign serve`).
-ANSWER_FIELDS = (
-    "pricing",
-    "native_pricing",
-    "steered",
-    "payoff",
-    "original_payoff",
-    "optimal_cell",
-    "chosen_cell",
-    "action",
-    "error",
-)
+__all__ = ["answer_fields", "load_steerer", "request_pricing", "steer_request"]
 
 
 def load_steerer(
