@@ -8,14 +8,19 @@ Input: a DataFrame (or a list of records) with one column `messages`, each row a
 `{"role": ..., "content": ...}`. Output: a DataFrame, one row per chat:
 
 - `return="full"` (default): `completion` (the raw four-block answer), `response` (the text of its `<response>`
-  block, None when the block is missing), `format_ok` / `format_error` (the strict four-block check) and `pricing`
-  (the pricing parameter, echoed).
+  block, None when the block is missing), `format_ok` / `format_error` (the strict four-block check), and what
+  `gtalign serve` returns as its `gtalign` object: `pricing` (the regime answered for), `payoff` and
+  `original_payoff` (the matrix in the answer and the one the model wrote, as JSON strings, or None when no matrix
+  could be read), `optimal_cell`, `chosen_cell`, `action`, `steered` and `steer_error` (its `error`).
 - `return="response"`: only `response`.
 
-Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, and `pricing`, which this model accepts and echoes
-but does not apply: it generates plainly. Pricing steering (the matrix edited at `</payoff>`, `gtalign.steering`) is
-served by `gtalign serve` (a `pricing` field per request) and measured by `gtalign steer eval`, both of which load the
-Hugging Face folder of a registered version (`gtalign.registry.resolve_model`).
+Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, and `pricing` ("subscription" | "api"; empty = the
+policy's native regime), applied exactly as `gtalign serve` applies it: the matrix is edited at `</payoff>` and
+spliced back before the model goes on (`gtalign.steering`). The request and the fields are built by
+`gtalign.steering.answer`, the code the server runs, with the params.yaml `steering:` section the model was
+registered with (its `model_config["steering"]`), so the two ways of serving give the same answer to a chat.
+An unknown `pricing` or `return` raises `InvalidParam`, a ValueError that `mlflow models serve` answers with a 400
+naming the allowed values.
 
 `predict` deliberately has NO type hints: MLflow 3 derives the signature from hints and would discard the params
 schema we log (ecosystem notes §4).
@@ -23,15 +28,33 @@ schema we log (ecosystem notes §4).
 
 from __future__ import annotations
 
+import json
+
 import mlflow
+import mlflow.exceptions
+import mlflow.protos.databricks_pb2
 import pandas as pd
 
-from gtalign.modeling import generate, load_model
 from gtalign.protocol import check_strict, extract_block, render_messages
+from gtalign.steering.answer import answer_fields, load_steerer, request_pricing, steer_request
+from gtalign.steering.config import SteeringConfig
+from gtalign.steering.decoder import Steerer
 
 RETURN_MODES = ("full", "response")
 DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
-FULL_COLUMNS = ("completion", "response", "format_ok", "format_error", "pricing")
+# `answer_fields` keys -> columns (`error` is renamed: next to `format_error` it is the steering/reading error)
+FIELD_COLUMNS = {
+    "pricing": "pricing",
+    "payoff": "payoff",
+    "original_payoff": "original_payoff",
+    "optimal_cell": "optimal_cell",
+    "chosen_cell": "chosen_cell",
+    "action": "action",
+    "steered": "steered",
+    "error": "steer_error",
+}
+FULL_COLUMNS = ("completion", "response", "format_ok", "format_error", *FIELD_COLUMNS.values())
+MATRIX_COLUMNS = ("payoff", "original_payoff")  # dicts, sent as JSON strings (a flat, typed column per field)
 
 
 def conversations(model_input) -> list[list[dict[str, str]]]:
@@ -75,45 +98,74 @@ def apply_prompt_style(chat: list[dict[str, str]], style: str) -> list[dict[str,
     return [rendered[0], *chat[:-1], rendered[1]]
 
 
+class InvalidParam(mlflow.exceptions.MlflowException, ValueError):
+    """A bad `pricing` or `return` param: a ValueError to Python callers, and to `mlflow models serve` an
+    MlflowException, which it answers with a 400 and this message (any other error becomes a generic one)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=mlflow.protos.databricks_pb2.INVALID_PARAMETER_VALUE)
+
+
 class GTAlignAssistant(mlflow.pyfunc.PythonModel):
-    """Chat messages in, the four-block answer (and its parsed `<response>`) out."""
+    """Chat messages in, the four-block answer (steered to the asked pricing) and what it did out."""
 
     def load_context(self, context):
-        self.model, self.tokenizer = load_model(context.artifacts["hf_dir"])
         config = dict(context.model_config or {})
-        self.prompt_style = str(config.get("prompt_style", "none"))
-        self.seed = int(config.get("seed", 0))
-        self.batch_size = int(config.get("batch_size", 16))
+        # params.yaml `steering:` as JSON (see `gtalign.registry`); a version registered before it was logged gets
+        # the defaults, which is what params.yaml had then.
+        steering = SteeringConfig.model_validate_json(config.get("steering") or "{}")
+        self.bind(
+            load_steerer(context.artifacts["hf_dir"], steering, batch_size=int(config.get("batch_size", 16))),
+            steering,
+            prompt_style=str(config.get("prompt_style", "none")),
+            seed=int(config.get("seed", 0)),
+        )
+
+    def bind(self, steerer: Steerer, steering: SteeringConfig, *, prompt_style: str = "none", seed: int = 0) -> None:
+        """Serve with `steerer` (what `load_context` does with the logged model; tests bind a scripted one)."""
+        self.steerer, self.steering, self.prompt_style, self.seed = steerer, steering, prompt_style, seed
 
     def predict(self, context, model_input, params=None):
         p = {**DEFAULT_PARAMS, **(params or {})}
         mode = str(p["return"])
         if mode not in RETURN_MODES:
-            raise ValueError(f"return must be one of {RETURN_MODES}, got {mode!r}")
-        pricing = "" if p["pricing"] is None else str(p["pricing"])
+            raise InvalidParam(f"return must be one of {RETURN_MODES}, got {mode!r}")
+        try:
+            pricing = request_pricing("" if p["pricing"] is None else str(p["pricing"]), self.steering)
+        except ValueError as e:
+            raise InvalidParam(str(e)) from None
         chats = [apply_prompt_style(c, self.prompt_style) for c in conversations(model_input)]
-        completions = generate(
-            self.model,
-            self.tokenizer,
-            chats,
-            max_new_tokens=int(p["max_new_tokens"]),
-            temperature=float(p["temperature"]),
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
-        responses = [extract_block(c, "response") for c in completions]
+        requests = [
+            steer_request(
+                chat,
+                pricing,
+                self.steering,
+                max_new_tokens=int(p["max_new_tokens"]),
+                temperature=float(p["temperature"]),
+                seed=self.seed,
+            )
+            for chat in chats
+        ]
+        outs = self.steerer.generate(requests)
+        responses = [extract_block(o.text, "response") for o in outs]
         if mode == "response":
             return pd.DataFrame({"response": responses})
-        strict = [check_strict(c) for c in completions]
-        return pd.DataFrame(
-            {
-                "completion": completions,
-                "response": responses,
-                "format_ok": [s.ok for s in strict],
-                "format_error": [s.reason for s in strict],
-                "pricing": [pricing] * len(completions),
-            }
-        )
+        strict = [check_strict(o.text) for o in outs]
+        fields = [answer_fields(o, pricing, self.steering) for o in outs]
+        columns = {
+            "completion": [o.text for o in outs],
+            "response": responses,
+            "format_ok": [s.ok for s in strict],
+            "format_error": [s.reason for s in strict],
+        }
+        for key, column in FIELD_COLUMNS.items():
+            values = [f[key] for f in fields]
+            columns[column] = [_json(v) for v in values] if column in MATRIX_COLUMNS else values
+        return pd.DataFrame(columns, columns=list(FULL_COLUMNS))
+
+
+def _json(matrix):
+    return None if matrix is None else json.dumps(matrix)
 
 
 mlflow.models.set_model(GTAlignAssistant())

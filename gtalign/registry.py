@@ -5,7 +5,9 @@ same two functions, so a release decision cannot depend on how it was launched:
 
 - `register(...)` logs the Hugging Face checkpoint as a models-from-code pyfunc (`gtalign/pyfunc_model.py`, with the
   `gtalign` package bundled as code), registers a new version of `gtalign-assistant`, gives it the alias
-  `challenger`, and tags it with its evaluation metrics (`gtalign.metric.<name>`) and the DVC data version.
+  `challenger`, and tags it with its evaluation metrics (`gtalign.metric.<name>`) and the DVC data version. The
+  model carries params.yaml `steering:` in its `model_config` (its `pricing` param steers as `gtalign serve` does)
+  and an input example (one chat, `pricing="api"`), so the MLflow UI shows how to call it.
 - `promote(...)` is the gate: the challenger becomes `champion` only if its mean social welfare beats the
   champion's (or there is no champion) and no source's answer quality drops by more than a tolerance. The decision
   and its reasons are written as tags on the challenger version either way, and a `PromotionDecision` comes back.
@@ -29,7 +31,6 @@ import math
 import shutil
 import tempfile
 import uuid
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models import ModelSignature
+
+    from gtalign.steering.config import SteeringConfig
 
 MODEL_NAME = "gtalign-assistant"
 CHALLENGER = "challenger"
@@ -67,6 +70,8 @@ SUPERSEDED_BY_TAG = "gtalign.promotion.superseded_by"
 
 DEFAULT_METRIC_KEYS = {"welfare_mean": "{model}/welfare_mean"}
 DEFAULT_METRIC_PREFIXES = {"answer/": "{model}/answer/"}
+
+EXAMPLE_MAX_NEW_TOKENS = 8  # the input example's budget (MLflow predicts on it at logging time)
 
 _TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
 _EPS = 1e-9  # float slack so that a drop of exactly the tolerance passes
@@ -201,6 +206,13 @@ def signature(max_new_tokens: int = 256, temperature: float = 0.0) -> ModelSigna
                 ColSpec(DataType.boolean, "format_ok", required=False),
                 ColSpec(DataType.string, "format_error", required=False),
                 ColSpec(DataType.string, "pricing", required=False),
+                ColSpec(DataType.string, "payoff", required=False),  # JSON: the matrix in the answer
+                ColSpec(DataType.string, "original_payoff", required=False),  # JSON: the one the model wrote
+                ColSpec(DataType.string, "optimal_cell", required=False),
+                ColSpec(DataType.string, "chosen_cell", required=False),
+                ColSpec(DataType.string, "action", required=False),
+                ColSpec(DataType.boolean, "steered", required=False),
+                ColSpec(DataType.string, "steer_error", required=False),
             ]
         ),
         params=ParamSchema(
@@ -212,6 +224,18 @@ def signature(max_new_tokens: int = 256, temperature: float = 0.0) -> ModelSigna
             ]
         ),
     )
+
+
+def input_example() -> tuple[Any, dict[str, Any]]:
+    """One chat and the params to steer it, stored with the model so the MLflow UI shows how to call it.
+
+    MLflow runs `predict` on it when the model is logged (to validate the serving input): `max_new_tokens` is
+    kept at `EXAMPLE_MAX_NEW_TOKENS` so that costs one model load and a few decoding steps, not a full answer.
+    """
+    import pandas as pd
+
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    return pd.DataFrame({"messages": [chat]}), {"pricing": "api", "max_new_tokens": EXAMPLE_MAX_NEW_TOKENS}
 
 
 def _requirements() -> list[str]:
@@ -278,12 +302,15 @@ def register(
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     prompt_style: str = "compact",
+    steering: SteeringConfig | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Registration:
     """Log `model_dir` (a Hugging Face folder) as the assistant pyfunc and register it as a new `alias` version.
 
     `metrics` use the registry names (`welfare_mean`, `answer/<source>`, ...; see `read_metrics`); they go to the run
-    as metrics and to the version as `gtalign.metric.*` tags, the latter being what `promote` compares.
+    as metrics and to the version as `gtalign.metric.*` tags, the latter being what `promote` compares. `steering`
+    (params.yaml `steering:`, defaults when None) goes into the model's `model_config`: the pyfunc applies a
+    request's `pricing` with it, as `gtalign serve` does.
     """
     import mlflow
 
@@ -307,21 +334,20 @@ def register(
         run(root, "register", params=run_params, tracking_uri=tracking_uri) as active,
         tempfile.TemporaryDirectory(prefix="gtalign-code-") as tmp,
     ):
-        with warnings.catch_warnings():
-            # By design: an input example would run the model at logging time. (The "Add type hints" warning is
-            # by design too, since hints would drop the params schema, but MLflow re-enables it internally.)
-            warnings.filterwarnings("ignore", message=".*An input example was not provided")
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_NAME,
-                python_model=str(PYFUNC_FILE),
-                artifacts={"hf_dir": str(model_dir)},
-                code_paths=[str(_bundle_package(Path(tmp)))],
-                signature=signature(max_new_tokens, temperature),
-                pip_requirements=_requirements(),
-                model_config={"prompt_style": prompt_style, "seed": 0},
-            )
-        if metrics:
-            mlflow.log_metrics(metrics)
+        # (The "Add type hints" warning is by design, since hints would drop the params schema.)
+        info = mlflow.pyfunc.log_model(
+            name=ARTIFACT_NAME,
+            python_model=str(PYFUNC_FILE),
+            artifacts={"hf_dir": str(model_dir)},
+            code_paths=[str(_bundle_package(Path(tmp)))],
+            signature=signature(max_new_tokens, temperature),
+            input_example=input_example(),
+            pip_requirements=_requirements(),
+            model_config={"prompt_style": prompt_style, "seed": 0, "steering": _steering_config(steering)},
+            tags={DATA_VERSION_TAG: data_ver or "unknown"},
+        )
+        if metrics:  # on the run and on the logged model, whose page (and its versions') shows them
+            mlflow.log_metrics(metrics, model_id=info.model_id)
         run_id = active.info.run_id
         uri = mlflow.get_tracking_uri()
     client = client_for(uri)
@@ -340,6 +366,15 @@ def register(
     return Registration(
         name, str(mv.version), f"models:/{name}/{mv.version}", run_id, info.model_id, metrics, data_ver, alias
     )
+
+
+def _steering_config(steering: SteeringConfig | None) -> str:
+    """params.yaml `steering:` as the model_config entry the pyfunc reads, a JSON string: MLflow also logs the
+    model_config as run params, flattening dicts into keys, and `subscription->api` is not a valid param key. The
+    `eval` subsection is the steering evaluation's, not the model's, so it is left out."""
+    from gtalign.steering.config import SteeringConfig
+
+    return (steering or SteeringConfig()).model_dump_json(exclude={"eval"})
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
@@ -363,8 +398,10 @@ def register_from_params(
     metrics_file: str | Path | None = None,
     evaluated_model: str | None = None,
     tracking_uri: str | None = None,
+    steering: SteeringConfig | None = None,
 ) -> Registration:
-    """`register` with every default from params.yaml `registry:` (relative paths are under `root`)."""
+    """`register` with every default from params.yaml `registry:` (relative paths are under `root`); `steering` is
+    params.yaml `steering:`, logged with the model for its `pricing` param."""
     model = evaluated_model or cfg.evaluated_model
     metrics = read_metrics(Path(root) / (metrics_file or cfg.metrics_file), model, cfg.metric_mapping)
     return register(
@@ -377,6 +414,7 @@ def register_from_params(
         max_new_tokens=cfg.serving.max_new_tokens,
         temperature=cfg.serving.temperature,
         prompt_style=cfg.serving.prompt_style,
+        steering=steering,
     )
 
 
@@ -567,12 +605,12 @@ def write_decision(decision: PromotionDecision, path: str | Path) -> Path:
 
 
 def release(
-    root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None
+    root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None, steering: SteeringConfig | None = None
 ) -> tuple[Registration, PromotionDecision]:
     """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
-    `gtalign registry release`, and the last step of `gtalign demo`)."""
+    `gtalign registry release`, and the last step of `gtalign demo`); `steering` as in `register_from_params`."""
     uri = tracking_uri or default_tracking_uri(root)
-    registration = register_from_params(root, cfg, tracking_uri=uri)
+    registration = register_from_params(root, cfg, tracking_uri=uri, steering=steering)
     decision = promote_from_params(cfg, uri)
     write_decision(decision, Path(root) / cfg.decision_file)
     return registration, decision

@@ -16,6 +16,8 @@ Why it is built this way:
 * **One deployment, both pricing regimes.** The policy writes its matrix for the regime it was trained under
   (`steering.native_pricing`); a request's `pricing` (`extra_body={"pricing": "api"}`) selects the edit that moves it
   to the asked regime (`gtalign.steering.transform_for`), spliced in at `</payoff>` with one prefill per answer.
+  The request and the `gtalign` object are built by `gtalign.steering.answer`, the code the registered MLflow pyfunc
+  runs too, so `mlflow models serve` and this server answer a chat and a pricing alike.
 * **Model calls are blocking**, so they run in one worker thread that owns the model; requests wait in a bounded
   queue and are taken in micro-batches (up to `max_batch_size` requests of any lengths and pricing per forward).
   When the queue is full the server answers 429 at once instead of letting latency grow without bound.
@@ -53,11 +55,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gtalign.game import optimal_cell
-from gtalign.modeling import load_model
-from gtalign.protocol import named_cell, read_tolerant, response_action
 from gtalign.registry import resolve_model
-from gtalign.steering import Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest, transform_for
+from gtalign.steering import Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest
+from gtalign.steering.answer import answer_fields, load_steerer, steer_request
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,7 @@ def build_engine(
 ) -> Engine:
     """Resolve and load the model, wrap it in a `Steerer` and start the worker."""
     folder = resolve_model(model, root=root, tracking_uri=tracking_uri)
-    lm, tokenizer = load_model(folder, device=settings.device)
-    steerer = Steerer(lm, tokenizer, rule=steering.welfare_rule, batch_size=settings.max_batch_size)
+    steerer = load_steerer(folder, steering, batch_size=settings.max_batch_size, device=settings.device)
     name = settings.served_model_name or _default_name(str(model))
     return Engine(steerer, steering, name=name, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size)
 
@@ -343,27 +342,6 @@ def _visible(text: str, mode: str, stops: Sequence[str], *, settled: bool, final
     return out.rstrip() if mode == "response" else out
 
 
-def _gtalign_fields(out: SteerOutput, text: str, pricing: str, steering: SteeringConfig) -> dict[str, Any]:
-    """The extra `gtalign` object: the matrix in the answer, the cell its analysis chose, the action it took."""
-    reading = read_tolerant(text)
-    matrix = reading.matrix
-    try:
-        optimum = optimal_cell(matrix, steering.welfare_rule) if matrix is not None else None
-    except ValueError:
-        optimum = None
-    return {
-        "pricing": pricing,
-        "native_pricing": steering.native_pricing,
-        "steered": out.spliced,
-        "payoff": matrix.to_dict() if matrix is not None else None,
-        "original_payoff": out.original.to_dict() if out.original is not None else None,
-        "optimal_cell": optimum,
-        "chosen_cell": named_cell(reading.analyze),
-        "action": response_action(reading.response),
-        "error": out.steer_error or reading.error,
-    }
-
-
 def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> Any:
     from fastapi.responses import JSONResponse
 
@@ -464,10 +442,10 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
                 "context_length_exceeded",
             )
         pricing = chat.pricing or engine.steering.native_pricing
-        transform = transform_for(chat.pricing, engine.steering)
-        steer = SteerRequest(
-            prompt=messages,
-            transform=transform,
+        steer = steer_request(
+            messages,
+            pricing,
+            engine.steering,
             max_new_tokens=max_tokens,
             temperature=chat.temperature,
             top_p=chat.top_p,
@@ -568,7 +546,7 @@ def _completion_body(
     message = {
         "role": "assistant",
         "content": content,
-        "gtalign": _gtalign_fields(out, out.text, pricing, engine.steering),
+        "gtalign": answer_fields(out, pricing, engine.steering),
     }
     return {
         "id": cid,
@@ -641,7 +619,7 @@ async def _stream(
         if final.startswith(sent) and len(final) > len(sent):
             yield chunk({"content": final[len(sent) :]})
         finish = _finish_reason(out, chat)
-        yield chunk({}, finish, gtalign=_gtalign_fields(out, out.text, pricing, engine.steering))
+        yield chunk({}, finish, gtalign=answer_fields(out, pricing, engine.steering))
         if (chat.stream_options or {}).get("include_usage"):
             body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": engine.name}
             yield _sse({**body, "choices": [], "usage": _usage(out)})

@@ -343,7 +343,7 @@ LOAD_AND_PREDICT = textwrap.dedent(
     model = mlflow.pyfunc.load_model("models:/gtalign-assistant@champion")
     chats = [{"messages": [{"role": "user", "content": "What is 2+2?"}]},
              {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}]
-    full = model.predict(chats, params={"max_new_tokens": 6, "pricing": '{"per_token": 0.001}'})
+    full = model.predict(chats, params={"max_new_tokens": 6, "pricing": "api"})
     short = model.predict(chats[:1], params={"max_new_tokens": 6, "return": "response"})
     print(json.dumps({
         "model_id": model.metadata.model_id,
@@ -374,11 +374,16 @@ def predict_in_fresh_process(tracking_uri: str, cwd: Path) -> dict[str, Any]:
 def check_prediction(result: dict[str, Any]) -> None:
     assert len(result["full"]) == 2
     for row in result["full"]:
-        assert set(row) == {"completion", "response", "format_ok", "format_error", "pricing"}
+        assert list(row) == [
+            "completion", "response", "format_ok", "format_error", "pricing", "payoff", "original_payoff",
+            "optimal_cell", "chosen_cell", "action", "steered", "steer_error",
+        ]  # fmt: skip
         assert isinstance(row["completion"], str)
-        assert row["pricing"] == '{"per_token": 0.001}'  # passed through
-        # an untrained model cannot write the four blocks: the strict check says why, response stays None
+        assert row["pricing"] == "api"
+        # an untrained model cannot write the four blocks: the strict check says why, response stays None, and
+        # there is no matrix to steer
         assert row["format_ok"] is False and row["format_error"] and row["response"] is None
+        assert (row["payoff"], row["original_payoff"], row["steered"]) == (None, None, False)
     assert result["short_columns"] == ["response"]
     assert Path(result["gtalign_from"]).parts[-3:] == ("code", "gtalign", "__init__.py")  # the bundled copy
 
@@ -423,6 +428,8 @@ def write_project(root: Path, hf_dir: Path, evaluation: dict[str, float], tolera
               evaluated_model: gtalign
               gate: {{tolerance: {tolerance}}}
               serving: {{max_new_tokens: 6}}
+            steering:
+              native_pricing: api
             """
         )
     )
@@ -463,6 +470,18 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
 
     out = runner.invoke(app, ["registry", "register", *common, "--model", "nobody"])
     assert out.exit_code == 1 and "evaluation has no key 'nobody/welfare_mean'" in out.output
+
+    # predict: the champion steers with the params.yaml `steering:` it was registered with (native pricing: api)
+    def predicted(*args: str) -> dict[str, Any]:
+        out = runner.invoke(app, ["registry", "predict", "Hi", *common, "--max-new-tokens", "4", *args])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)  # one chat, one JSON line (MLflow logs and progress go to stderr)
+
+    assert predicted()["pricing"] == "api"
+    assert predicted("--pricing", "subscription")["pricing"] == "subscription"
+    out = runner.invoke(app, ["registry", "predict", "Hi", *common, "--pricing", "per_token"])
+    assert out.exit_code == 1
+    assert "unknown pricing 'per_token': expected one of subscription, api" in out.output
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -52,14 +52,16 @@ def register_cmd(
 ) -> None:
     """Log the checkpoint as the assistant pyfunc and register it as a new version with the alias `challenger`."""
     root = root.resolve()
+    typed = cli_params(root, params, optional=True)
     with exit_on(RegistryError):
         reg = register_from_params(
             root,
-            cli_params(root, params, optional=True).registry,
+            typed.registry,
             model_dir=model_dir,
             metrics_file=metrics,
             evaluated_model=model,
             tracking_uri=tracking_uri or default_tracking_uri(root),
+            steering=typed.steering,
         )
     typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
     for key, value in sorted(reg.metrics.items()):
@@ -128,6 +130,9 @@ def predict_cmd(
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="default: the model's signature")] = None,
     temperature: Annotated[float | None, typer.Option(min=0.0)] = None,
     return_: Annotated[str, typer.Option("--return", help="full | response")] = "full",
+    pricing: Annotated[
+        str | None, typer.Option(help="subscription | api: steer the answer's matrix (default: native)")
+    ] = None,
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """Load `models:/<name>@<alias>` like any client would and answer the prompts (one JSON line each)."""
@@ -144,6 +149,9 @@ def predict_cmd(
         run_params["max_new_tokens"] = max_new_tokens
     if temperature is not None:
         run_params["temperature"] = temperature
-    out = model.predict([{"messages": [{"role": "user", "content": p}]} for p in prompts], params=run_params)
+    if pricing is not None:
+        run_params["pricing"] = pricing
+    with exit_on(ValueError):  # an unknown --pricing or --return: the model's message names the allowed values
+        out = model.predict([{"messages": [{"role": "user", "content": p}]} for p in prompts], params=run_params)
     for row in out.to_dict("records"):
         typer.echo(json.dumps(row, ensure_ascii=False))

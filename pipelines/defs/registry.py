@@ -44,13 +44,15 @@ def _uri(project: ProjectResource, mlflow: MlflowResource) -> str:
 def registered_model(
     config: RegisterRunConfig, project: ProjectResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
+    params = parse_params(project.params())
     reg = registry.register_from_params(
         project.path,
-        parse_params(project.params()).registry,
+        params.registry,
         model_dir=config.model_dir,
         metrics_file=config.metrics_file,
         evaluated_model=config.evaluated_model,
         tracking_uri=_uri(project, mlflow),
+        steering=params.steering,
     )
     return dg.MaterializeResult(
         metadata={
