@@ -14,10 +14,11 @@ Input: a DataFrame (or a list of records) with one column `messages`, each row a
   could be read), `optimal_cell`, `chosen_cell`, `action`, `steered` and `steer_error` (its `error`).
 - `return="response"`: only `response`.
 
-Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, and `pricing` ("subscription" | "api"; empty = the
-policy's native regime), applied exactly as `gtalign serve` applies it: the matrix is edited at `</payoff>` and
-spliced back before the model goes on (`gtalign.steering`). The request and the fields are built by
-`gtalign.steering.answer`, the code the server runs, with the params.yaml `steering:` section the model was
+Params: `max_new_tokens`, `temperature` (0 = greedy), `return`, `pricing` ("subscription" | "api"; empty = the
+policy's native regime) and `analyze` ("model" | "solver"; empty = params.yaml `steering.analyze`), applied exactly
+as `gtalign serve` applies them: the matrix is edited at `</payoff>` and spliced back before the model goes on, and
+with `solver` the exact solver writes `<analyze>` there too (`gtalign.steering`). The request and the fields are
+built by `gtalign.steering.answer`, the code the server runs, with the params.yaml `steering:` section the model was
 registered with (its `model_config["steering"]`), so the two ways of serving give the same answer to a chat.
 An unknown `pricing` or `return` raises `InvalidParam`, a ValueError that `mlflow models serve` answers with a 400
 naming the allowed values.
@@ -36,12 +37,12 @@ import mlflow.protos.databricks_pb2
 import pandas as pd
 
 from gtalign.protocol import check_strict, extract_block, render_messages
-from gtalign.steering.answer import answer_fields, load_steerer, request_pricing, steer_request
+from gtalign.steering.answer import answer_fields, load_steerer, request_analyze, request_pricing, steer_request
 from gtalign.steering.config import SteeringConfig
 from gtalign.steering.decoder import Steerer
 
 RETURN_MODES = ("full", "response")
-DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
+DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": "", "analyze": ""}
 # `answer_fields` keys -> columns (`error` is renamed: next to `format_error` it is the steering/reading error)
 FIELD_COLUMNS = {
     "pricing": "pricing",
@@ -51,6 +52,8 @@ FIELD_COLUMNS = {
     "chosen_cell": "chosen_cell",
     "action": "action",
     "steered": "steered",
+    "analyze": "analyze",
+    "solver_analyze": "solver_analyze",
     "error": "steer_error",
 }
 FULL_COLUMNS = ("completion", "response", "format_ok", "format_error", *FIELD_COLUMNS.values())
@@ -132,6 +135,7 @@ class GTAlignAssistant(mlflow.pyfunc.PythonModel):
             raise InvalidParam(f"return must be one of {RETURN_MODES}, got {mode!r}")
         try:
             pricing = request_pricing("" if p["pricing"] is None else str(p["pricing"]), self.steering)
+            analyze = request_analyze("" if p["analyze"] is None else str(p["analyze"]), self.steering)
         except ValueError as e:
             raise InvalidParam(str(e)) from None
         chats = [apply_prompt_style(c, self.prompt_style) for c in conversations(model_input)]
@@ -143,6 +147,7 @@ class GTAlignAssistant(mlflow.pyfunc.PythonModel):
                 max_new_tokens=int(p["max_new_tokens"]),
                 temperature=float(p["temperature"]),
                 seed=self.seed,
+                analyze=analyze,
             )
             for chat in chats
         ]

@@ -212,6 +212,8 @@ def signature(max_new_tokens: int = 256, temperature: float = 0.0) -> ModelSigna
                 ColSpec(DataType.string, "chosen_cell", required=False),
                 ColSpec(DataType.string, "action", required=False),
                 ColSpec(DataType.boolean, "steered", required=False),
+                ColSpec(DataType.string, "analyze", required=False),  # model | solver: who was asked to write it
+                ColSpec(DataType.boolean, "solver_analyze", required=False),  # the solver did
                 ColSpec(DataType.string, "steer_error", required=False),
             ]
         ),
@@ -221,6 +223,7 @@ def signature(max_new_tokens: int = 256, temperature: float = 0.0) -> ModelSigna
                 ParamSpec("temperature", DataType.double, float(temperature)),
                 ParamSpec("return", DataType.string, "full"),
                 ParamSpec("pricing", DataType.string, ""),
+                ParamSpec("analyze", DataType.string, ""),  # model | solver; "" = params.yaml steering.analyze
             ]
         ),
     )

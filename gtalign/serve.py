@@ -56,7 +56,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gtalign.registry import resolve_model
-from gtalign.steering import Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest
+from gtalign.steering import AnalyzeMode, Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest
 from gtalign.steering.answer import answer_fields, load_steerer, steer_request
 
 log = logging.getLogger(__name__)
@@ -273,6 +273,7 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
     pricing: Pricing | None = None
+    analyze: AnalyzeMode | None = None  # who writes <analyze>: the model or the exact solver (default: params)
     return_: Literal["response", "full"] = Field("response", alias="return")
 
     @field_validator("stop")
@@ -451,6 +452,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
             top_p=chat.top_p,
             seed=chat.seed,
             prompt_ids=prompt_ids,
+            analyze=chat.analyze,
         )
         created, cid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:

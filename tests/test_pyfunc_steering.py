@@ -53,10 +53,16 @@ def frame(chat: list[dict[str, str]]) -> pd.DataFrame:
     return pd.DataFrame({"messages": [chat]})
 
 
-def served(url: str, chat: list[dict[str, str]], pricing: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
-    """`gtalign serve`'s full content and `gtalign` object for one chat (pricing "" = the field left out)."""
+def served(
+    url: str, chat: list[dict[str, str]], pricing: str, max_tokens: int, analyze: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """`gtalign serve`'s full content and `gtalign` object for one chat ("" = the field left out)."""
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
-    extra = {"return": "full", **({"pricing": pricing} if pricing else {})}
+    extra = {
+        "return": "full",
+        **({"pricing": pricing} if pricing else {}),
+        **({"analyze": analyze} if analyze else {}),
+    }
     r = client.chat.completions.create(model=NAME, messages=chat, max_tokens=max_tokens, extra_body=extra)
     return r.choices[0].message.content, r.choices[0].message.gtalign
 
@@ -112,6 +118,23 @@ def test_pyfunc_answers_like_gtalign_serve(
     assert row.loc[0, "format_ok"] and row.loc[0, "response"] == RESPONSES[action]
 
 
+@pytest.mark.parametrize("pricing", ["", "api"])
+def test_the_solver_writes_the_analysis_in_both_servers_alike(tok, scripted_server: str, pricing: str) -> None:
+    """`analyze: solver` per request: the exact solver's <analyze> is spliced at </payoff> (even with no edit), and
+    the pyfunc and `gtalign serve` give the same answer and fields."""
+    chat = compact(QUESTION)
+    params = {"pricing": pricing, "analyze": "solver", "max_new_tokens": 256}
+    completion, fields = as_served(scripted_pyfunc(tok).predict(None, frame(chat), params).to_dict("records")[0])
+    content, gtalign = served(scripted_server, chat, pricing, 256, analyze="solver")
+    assert (completion, fields) == (content, server_fields(gtalign))
+    assert (fields["analyze"], fields["solver_analyze"]) == ("solver", True)
+    assert fields["chosen_cell"] == fields["optimal_cell"] == ("DQ_DA" if pricing else "DQ_CQ")
+    model_default = as_served(
+        scripted_pyfunc(tok).predict(None, frame(chat), {"pricing": pricing}).to_dict("records")[0]
+    )
+    assert (model_default[1]["analyze"], model_default[1]["solver_analyze"]) == ("model", False)  # params default
+
+
 def test_pyfunc_batches_chats_and_returns_the_response_alone(tok) -> None:
     model = scripted_pyfunc(tok)
     chats = [compact(QUESTION), compact("What is 3 + 3?")]
@@ -128,6 +151,8 @@ def test_unknown_pricing_or_return_is_an_error_naming_the_allowed_values(tok) ->
     assert isinstance(err.value, InvalidParam) and err.value.get_http_status_code() == 400
     with pytest.raises(ValueError, match=r"return must be one of \('full', 'response'\), got 'all'"):
         model.predict(None, frame(compact(QUESTION)), {"return": "all"})
+    with pytest.raises(InvalidParam, match=r"unknown analyze 'judge': expected one of model, solver"):
+        model.predict(None, frame(compact(QUESTION)), {"analyze": "judge"})
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def test_register_logs_tags_and_aliases(root: Path, uri: str, hf_dir: Path) -> N
 
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/1")
     params = {p.name: p.default for p in info.signature.params.params}
-    assert params == {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": ""}
+    assert params == {"max_new_tokens": 256, "temperature": 0.0, "return": "full", "pricing": "", "analyze": ""}
     assert info.signature.inputs.input_names() == ["messages"]
 
     second = register(root, hf_dir, metrics(0.5, math_hard=0.6), tracking_uri=uri)
@@ -376,7 +376,7 @@ def check_prediction(result: dict[str, Any]) -> None:
     for row in result["full"]:
         assert list(row) == [
             "completion", "response", "format_ok", "format_error", "pricing", "payoff", "original_payoff",
-            "optimal_cell", "chosen_cell", "action", "steered", "steer_error",
+            "optimal_cell", "chosen_cell", "action", "steered", "analyze", "solver_analyze", "steer_error",
         ]  # fmt: skip
         assert isinstance(row["completion"], str)
         assert row["pricing"] == "api"

@@ -17,10 +17,10 @@ from gtalign.game import optimal_cell
 from gtalign.modeling import load_model
 from gtalign.protocol import named_cell, read_tolerant, response_action
 from gtalign.steering.config import SteeringConfig, transform_for
-from gtalign.steering.decoder import Steerer, SteerOutput, SteerRequest
+from gtalign.steering.decoder import ANALYZE_MODES, AnalyzeMode, Steerer, SteerOutput, SteerRequest
 from gtalign.steering.pricing import PRICINGS, Pricing
 
-__all__ = ["answer_fields", "load_steerer", "request_pricing", "steer_request"]
+__all__ = ["answer_fields", "load_steerer", "request_analyze", "request_pricing", "steer_request"]
 
 
 def load_steerer(
@@ -43,6 +43,15 @@ def request_pricing(pricing: str | None, steering: SteeringConfig) -> Pricing:
     return pricing  # type: ignore[return-value]
 
 
+def request_analyze(analyze: str | None, steering: SteeringConfig) -> AnalyzeMode:
+    """Who writes `<analyze>` for a request: its own choice, or params.yaml `steering.analyze` ("" or None)."""
+    if analyze is None or analyze == "":
+        return steering.analyze
+    if analyze not in ANALYZE_MODES:
+        raise ValueError(f"unknown analyze {analyze!r}: expected one of {', '.join(ANALYZE_MODES)} (or empty)")
+    return analyze  # type: ignore[return-value]
+
+
 def steer_request(
     chat: Sequence[Mapping[str, str]],
     pricing: str | None,
@@ -53,9 +62,11 @@ def steer_request(
     top_p: float = 1.0,
     seed: int | None = None,
     prompt_ids: list[int] | None = None,
+    analyze: str | None = None,
 ) -> SteerRequest:
     """The `SteerRequest` for one chat: the edit that moves the policy's matrix to `pricing` (none when it is the
-    native regime), with the generation settings. `prompt_ids` passes a tokenization the caller already made."""
+    native regime), who writes `<analyze>` (`analyze`: model | solver, default `steering.analyze`), with the
+    generation settings. `prompt_ids` passes a tokenization the caller already made."""
     transform = transform_for(request_pricing(pricing, steering), steering)
     return SteerRequest(
         prompt=[dict(m) for m in chat],
@@ -65,6 +76,7 @@ def steer_request(
         top_p=top_p,
         seed=seed,
         prompt_ids=prompt_ids,
+        analyze=request_analyze(analyze, steering),
     )
 
 
@@ -73,7 +85,8 @@ def answer_fields(out: SteerOutput, pricing: str | None, steering: SteeringConfi
 
     `payoff` is the matrix in the final text (the edited one when the answer was steered), `original_payoff` the one
     the model wrote, `optimal_cell` the optimum of `payoff` under `steering.rule`, `chosen_cell` the cell `<analyze>`
-    names, `action` what `<response>` does (DA/CQ/AQ), `error` why steering or reading failed (None when neither did).
+    names, `action` what `<response>` does (DA/CQ/AQ), `analyze` who was asked to write `<analyze>` and
+    `solver_analyze` whether the solver did, `error` why steering or reading failed (None when neither did).
     """
     reading = read_tolerant(out.text)
     matrix = reading.matrix
@@ -90,5 +103,7 @@ def answer_fields(out: SteerOutput, pricing: str | None, steering: SteeringConfi
         "optimal_cell": optimum,
         "chosen_cell": named_cell(reading.analyze),
         "action": response_action(reading.response),
+        "analyze": out.analyze_mode,
+        "solver_analyze": out.solver_analyze,
         "error": out.steer_error or reading.error,
     }
