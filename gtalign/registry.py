@@ -31,7 +31,7 @@ import math
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +177,11 @@ class RegistryConfig(BaseModel):
     )
     metrics_file: str = Field("artifacts/metrics/evaluation.json", description="flat JSON written by the evaluation")
     evaluated_model: str = Field("cobb_douglas", description="{model} in the key templates")
+    candidates: list[str] = Field(
+        default_factory=list,
+        description="RL variants `release` registers in turn, each judged by the gate against the champion so far "
+        "(artifacts/models/rl-<variant>, its evaluation under <variant>); empty = model_dir / evaluated_model alone",
+    )
     metric_keys: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METRIC_KEYS))
     metric_prefixes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METRIC_PREFIXES))
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -186,6 +191,13 @@ class RegistryConfig(BaseModel):
     @property
     def metric_mapping(self) -> MetricKeys:
         return MetricKeys(keys=self.metric_keys, prefixes=self.metric_prefixes)
+
+    def for_candidates(self) -> list[RegistryConfig]:
+        """One config per candidate (its checkpoint and evaluated name), or this one when no candidates are set."""
+        return [
+            self.model_copy(update={"model_dir": f"artifacts/models/{rl_model_name(v)}", "evaluated_model": v})
+            for v in self.candidates
+        ] or [self]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -599,11 +611,16 @@ def promote_from_params(
     )
 
 
-def write_decision(decision: PromotionDecision, path: str | Path) -> Path:
-    """The decision as JSON (the DVC stage's output and `dvc metrics` file)."""
+def write_decision(
+    decision: PromotionDecision, path: str | Path, candidates: Sequence[tuple[str, PromotionDecision]] = ()
+) -> Path:
+    """The (last) decision as JSON (the DVC stage's output and `dvc metrics` file), with each candidate's own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(decision.to_dict(), indent=2) + "\n", encoding="utf-8")
+    record = decision.to_dict()
+    if candidates:
+        record["candidates"] = {variant: d.to_dict() for variant, d in candidates}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -611,11 +628,18 @@ def release(
     root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None, steering: SteeringConfig | None = None
 ) -> tuple[Registration, PromotionDecision]:
     """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
-    `gtalign registry release`, and the last step of `gtalign demo`); `steering` as in `register_from_params`."""
+    `gtalign registry release`, and the last step of `gtalign demo`); `steering` as in `register_from_params`.
+
+    With `registry.candidates` (e.g. GTAlign and its matrix-consistency variant) each candidate in turn is
+    registered and judged against the champion so far: the gate, not a person, picks which variant serves. The
+    last registration and decision are returned; the decision file lists every candidate's."""
     uri = tracking_uri or default_tracking_uri(root)
-    registration = register_from_params(root, cfg, tracking_uri=uri, steering=steering)
-    decision = promote_from_params(cfg, uri)
-    write_decision(decision, Path(root) / cfg.decision_file)
+    decisions: list[tuple[str, PromotionDecision]] = []
+    for candidate in cfg.for_candidates():
+        registration = register_from_params(root, candidate, tracking_uri=uri, steering=steering)
+        decisions.append((candidate.evaluated_model, promote_from_params(candidate, uri)))
+    decision = decisions[-1][1]
+    write_decision(decision, Path(root) / cfg.decision_file, decisions if cfg.candidates else ())
     return registration, decision
 
 

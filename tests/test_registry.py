@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -521,3 +522,30 @@ def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> Non
     keys = {m.asset_key for m in second.get_asset_materialization_events()}
     assert dg.AssetKey("registered_model") in keys and dg.AssetKey("champion") not in keys  # blocked
     assert alias_version(uri, CHAMPION) == "1" and alias_version(uri, CHALLENGER) == "2"
+
+
+def test_release_lets_the_gate_pick_among_candidate_variants(root: Path, uri: str, hf_dir: Path) -> None:
+    """`registry.candidates`: GTAlign and its consistency variant are registered in turn; the gate, not a person,
+    decides which serves. Here the variant's welfare is higher, so it becomes champion; the file lists both."""
+    evaluation = {
+        "cobb_douglas/welfare_mean": 0.40,
+        "cobb_douglas/answer/math-hard": 0.5,
+        "consistency/welfare_mean": 0.43,
+        "consistency/answer/math-hard": 0.5,
+    }
+    (root / "artifacts" / "metrics").mkdir(parents=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    for variant in ("cobb_douglas", "consistency"):
+        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
+    cfg = RegistryConfig(candidates=["cobb_douglas", "consistency"])
+    registration, decision = registry.release(root, cfg, tracking_uri=uri)
+    assert (registration.version, decision.version, decision.champion) == ("2", "2", "2")
+    assert tags_of(uri, "1")[registry.EVALUATED_MODEL_TAG] == "cobb_douglas"
+    assert tags_of(uri, "2")[registry.EVALUATED_MODEL_TAG] == "consistency"
+    written = json.loads((root / cfg.decision_file).read_text())
+    assert written["champion"] == "2" and written["decision"] == "promoted"
+    assert {v: d["decision"] for v, d in written["candidates"].items()} == {
+        "cobb_douglas": "promoted",  # the first version has no champion to beat
+        "consistency": "promoted",
+    }
+    assert written["candidates"]["consistency"]["reasons"][0] == "welfare_mean 0.4300 > champion v1 0.4000"
