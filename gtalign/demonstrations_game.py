@@ -312,10 +312,18 @@ class _Plan:
 
 
 def _reach(matrix: PayoffMatrix, action: str, edits: Sequence[Edit], rule: WelfareRule) -> list[tuple[Edit, str]]:
-    """The edits that make `action` the optimum of the edited matrix, each with the edited optimum."""
+    """The edits that make `action` the optimum of the edited matrix, each with the edited optimum. An edit whose
+    matrix the rule is not defined on (a negative payoff under cobb_douglas or ces: `game.welfare` raises) cannot be
+    solved under that rule, so it is no counterfactual for it."""
     out = []
     for edit in edits:
-        cell = optimal_cell(edit.transform(matrix), rule)
+        edited = edit.transform(matrix)
+        try:
+            cell = optimal_cell(edited, rule)
+        except ValueError as err:
+            if "non-negative payoffs" not in str(err):
+                raise
+            continue
         if split_cell(cell)[1] == action:
             out.append((edit, cell))
     return out
@@ -406,11 +414,13 @@ def demonstrate_game(
             text, cell = _write(row, thinking, edited, rule, max_words)
             out.append(Demonstration(i, text, "counterfactual", cell, edit.name))
     shares = Counter(d.action for d in out)
+    made = sum(d.variant == "counterfactual" for d in out)
     for action, n in sorted(shares.items()):
         if out and n / len(out) > max_action_share:
             raise ValueError(
                 f"game recipe: {action} is {n}/{len(out)} = {n / len(out):.3f} of the demonstrations, above "
-                f"demonstrations.max_action_share={max_action_share} (raise counterfactual_share, at most 0.5, "
-                "or max_action_share)"
+                f"demonstrations.max_action_share={max_action_share}, with {made} counterfactual rows of {wanted} "
+                f"wanted (no configured edit moves the others' optimum under the {rule.kind} rule); raise "
+                "counterfactual_share (at most 0.5) or max_action_share"
             )
     return out

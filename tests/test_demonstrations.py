@@ -152,6 +152,10 @@ def test_game_recipe_is_deterministic_and_its_parameters_bound_it(train_rows):
     assert [d.variant for d in none] == ["base"] * 540
     with pytest.raises(ValueError, match=r"DA is 455/540 = 0\.843 .* demonstrations\.max_action_share=0\.5"):
         demonstrate_game(train_rows[1], seed=0, counterfactual_share=0.0)
+    # cobb_douglas is undefined on the negative payoffs the published api->subscription edit writes (LLM - 2), the
+    # only edit that moves a DA optimum: those prompts get no counterfactual and DA exceeds the cap.
+    with pytest.raises(ValueError, match=r"DA is 497/625 .* 85 counterfactual rows of 540 wanted .* cobb_douglas"):
+        demonstrate_game(train_rows[1], seed=0, rule=WelfareRule(kind="cobb_douglas"))
     with pytest.raises(ValueError, match="counterfactual_share must be in"):
         demonstrate_game(rows, seed=0, counterfactual_share=0.6)
     with pytest.raises(ParamsError, match=r"demonstrations\.counterfactual_share"):
