@@ -114,6 +114,17 @@ class DemonstrationsParams(BaseModel):
     splits: list[str] = Field(default_factory=lambda: ["train"])
     analyze_rule: str = Field("sum", description="the welfare rule the rule teacher's <analyze> applies")
     max_response_words: int = 120
+    recipe: Literal["label", "game"] = Field(
+        "label",
+        description="rule teacher: label (one label-driven row per prompt) | game (neutral thinking, all actions, "
+        "counterfactual pricing edits; gtalign.demonstrations_game)",
+    )
+    counterfactual_share: float = Field(
+        0.5, ge=0.0, le=0.5, description="recipe game: share of the set that is counterfactual (base rows majority)"
+    )
+    max_action_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="recipe game: the most any response action may be of the set (else an error)"
+    )
     openai: OpenAITeacherConfig | None = Field(None, description="the served teacher (teacher: openai)")
 
 

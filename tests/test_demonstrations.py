@@ -1,9 +1,20 @@
+import hashlib
+import itertools
+import json
+import re
+from collections import Counter
+
+import pandas as pd
 import pytest
 
+from gtalign.config import ParamsError, parse_params
+from gtalign.data.stages import action_mix, demo_row, demonstrations_stage
 from gtalign.demonstrations import DemoRow, demonstrate, scenario
+from gtalign.demonstrations_game import counterfactual_edits, demonstrate_game, game_response
 from gtalign.game import WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, named_cell, response_action
 from gtalign.reward import score_completion
+from gtalign.steering.config import SteeringConfig
 
 AMBIG_GT = (
     "multipleQAs###There are multiple meanings of the question.Meaning 0: Who won in 1990?; Answer 0: A\n"
@@ -50,3 +61,132 @@ def test_demonstrations_score_format_one():
     for row, _ in ROWS:
         r = score_completion(demonstrate(row, seed=0), row.source, row.ground_truth, 1)
         assert r.error is None and r.components["format"] == 1.0 and r.components["payoff"] > 0.5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recipes: `label` (today's output, pinned) and `game` (all actions, counterfactual pricing edits)
+# ---------------------------------------------------------------------------------------------------------------
+
+# What a thinking must never say: an action's key, or a word that announces what the response will do.
+PRECOMMIT = re.compile(
+    r"\b(DA|CQ|AQ)\b|answer|ask|clarif|question|follow|refus|declin|draft|redirect|direct|alternative", re.I
+)
+# The label recipe's texts on the tiny train rows at the default params, as written before the game recipe existed.
+LABEL_SHA256 = "b64f3deddd48d571cd3a6b150e4e098d8e2a50620703fe13dac9c9e2d6ee972b"
+
+
+@pytest.fixture(scope="module")
+def train_rows(tiny: pd.DataFrame) -> tuple[pd.DataFrame, list[DemoRow]]:
+    train = tiny[tiny["split"] == "train"].reset_index(drop=True)
+    return train, [demo_row(r) for r in train.to_dict("records")]
+
+
+@pytest.fixture(scope="module")
+def game(train_rows):
+    return demonstrate_game(train_rows[1], seed=0, edits=counterfactual_edits(SteeringConfig()))
+
+
+def test_label_recipe_is_unchanged_and_its_action_mix_is_reported(train_rows):
+    frame, rows = train_rows
+    texts = [demonstrate(r, seed=0, rule=WelfareRule(kind="sum"), max_words=120) for r in rows]
+    assert hashlib.sha256("\n".join(texts).encode()).hexdigest() == LABEL_SHA256
+    mix = action_mix(frame, texts)
+    # 455 DA / 85 CQ intended; the classifier reads three otherwise: two clarifying questions quote meanings with
+    # "F.C. in" or "t.v. series" (a long non-question part: AQ), one answer quotes a prompt with a "?" (CQ).
+    assert mix.total == Counter({"DA": 454, "CQ": 84, "AQ": 2}) and mix.mismatched == 3
+    metrics = mix.metrics()
+    assert metrics["action_share/ambig_qa/ambiguous/CQ"] == pytest.approx(83 / 85)
+    assert metrics["action_share/math-hard/answer/DA"] == 1.0 and metrics["action_share/all/AQ"] == 2 / 540
+    assert metrics["action_share/variant/label/DA"] == 454 / 540
+    assert "| ambig_qa / ambiguous | 85 | 0 | 83 | 2 |" in mix.to_markdown()
+
+
+def test_game_recipe_rows_are_strict_name_their_optimum_and_do_its_action(game, train_rows):
+    rule = WelfareRule(kind="sum")
+    for d in game:
+        strict = check_strict(d.text)
+        assert strict.ok, strict.reason
+        assert optimal_cell(strict.matrix, rule) == d.cell == named_cell(strict.blocks["analyze"])
+        assert response_action(strict.blocks["response"]) == d.action
+        assert not PRECOMMIT.search(strict.blocks["thinking"]), strict.blocks["thinking"]
+    assert action_mix(train_rows[0].iloc[[d.index for d in game]], [d.text for d in game]).mismatched == 0
+
+
+def test_game_recipe_has_every_action_under_both_user_types_within_the_cap(game):
+    assert len(game) == 1080
+    assert Counter(d.variant for d in game) == Counter({"base": 540, "counterfactual": 540})
+    assert Counter(d.action for d in game) == Counter({"DA": 497, "CQ": 312, "AQ": 271})
+    assert max(Counter(d.action for d in game).values()) / len(game) <= 0.5
+    assert {d.cell for d in game} == {"DQ_DA", "DQ_CQ", "DQ_AQ", "VQ_DA", "VQ_CQ", "VQ_AQ"}
+
+
+def test_game_recipe_base_rows_keep_the_label_driven_optimum(game, train_rows):
+    expected = {"ambiguous": "VQ_CQ", "harmful": "DQ_DA", "unharmful": "DQ_DA", "answer": "DQ_DA"}
+    expected["unambiguous"] = "DQ_DA"
+    rows = train_rows[1]
+    base = [d for d in game if d.variant == "base"]
+    assert [d.index for d in base] == list(range(len(rows)))
+    assert all(d.cell == expected[rows[d.index].label] for d in base)
+
+
+def test_counterfactuals_are_their_base_row_under_a_steering_edit_with_another_action(game):
+    edits = {e.name: e.transform for e in counterfactual_edits(SteeringConfig())}
+    for before, d in itertools.pairwise(game):
+        if d.variant != "counterfactual":
+            continue
+        assert before.variant == "base" and before.index == d.index  # the same prompt, right after its base row
+        base, cf = check_strict(before.text), check_strict(d.text)
+        assert cf.blocks["thinking"] == base.blocks["thinking"]  # what steering keeps: the model's own thinking
+        assert cf.matrix == edits[d.edit](base.matrix)  # and splices the edited matrix after it
+        assert d.action != before.action
+    used = Counter(d.edit for d in game if d.edit)
+    assert set(used) == set(edits)  # every configured edit moves some prompt
+
+
+def test_game_recipe_is_deterministic_and_its_parameters_bound_it(train_rows):
+    rows = train_rows[1][:120]
+    assert demonstrate_game(rows, seed=3) == demonstrate_game(rows, seed=3)
+    quarter = demonstrate_game(train_rows[1], seed=0, counterfactual_share=0.25, max_action_share=0.65)
+    assert Counter(d.variant for d in quarter) == Counter({"base": 540, "counterfactual": 180})
+    none = demonstrate_game(train_rows[1], seed=0, counterfactual_share=0.0, max_action_share=1.0)
+    assert [d.variant for d in none] == ["base"] * 540
+    with pytest.raises(ValueError, match=r"DA is 455/540 = 0\.843 .* demonstrations\.max_action_share=0\.5"):
+        demonstrate_game(train_rows[1], seed=0, counterfactual_share=0.0)
+    # cobb_douglas is undefined on the negative payoffs the published api->subscription edit writes (LLM - 2), the
+    # only edit that moves a DA optimum: those prompts get no counterfactual and DA exceeds the cap.
+    with pytest.raises(ValueError, match=r"DA is 497/625 .* 85 counterfactual rows of 540 wanted .* cobb_douglas"):
+        demonstrate_game(train_rows[1], seed=0, rule=WelfareRule(kind="cobb_douglas"))
+    with pytest.raises(ValueError, match="counterfactual_share must be in"):
+        demonstrate_game(rows, seed=0, counterfactual_share=0.6)
+    with pytest.raises(ParamsError, match=r"demonstrations\.counterfactual_share"):
+        parse_params({"demonstrations": {"counterfactual_share": 0.6}})
+    assert parse_params({"demonstrations": {"recipe": "game"}}).demonstrations.recipe == "game"
+    with pytest.raises(ParamsError, match=r"demonstrations\.recipe"):
+        parse_params({"demonstrations": {"recipe": "uniform"}})
+
+
+@pytest.mark.parametrize(("row", "action"), ROWS, ids=lambda x: getattr(x, "label", x))
+def test_game_responses_do_exactly_each_action(row, action):
+    for act in ("DA", "CQ", "AQ"):
+        text = game_response(row, act)
+        assert response_action(text) == act, text
+        assert text.count("?") == (0 if act == "DA" else 1)
+
+
+def test_demonstrations_stage_writes_the_game_recipe_and_its_action_mix(tiny, tmp_path):
+    curated = tmp_path / "artifacts" / "curated"
+    curated.mkdir(parents=True)
+    tiny.to_parquet(curated / "curated.parquet", index=False)
+    params = parse_params({"demonstrations": {"recipe": "game"}})
+    result = demonstrations_stage(tmp_path, params, track=False)
+    lines = [json.loads(x) for x in result.path.read_text().splitlines()]
+    assert result.count == len(lines) == 1080
+    cf = [x for x in lines if x["variant"] == "counterfactual"]
+    assert len(cf) == 540 and all(x["uid"].endswith(":cf") and x["edit"] for x in cf)
+    assert {x["uid"] for x in lines if x["variant"] == "base"} >= {x["uid"].removesuffix(":cf") for x in cf}
+    assert {x["teacher"] for x in lines} == {"rule:game"}
+    assert result.metrics["action_count/all/DA"] == 497 and result.metrics["action_mismatch"] == 0
+    assert result.metrics["action_share/user_type/VQ/DA"] == 42 / 170
+    assert result.metrics["action_share/variant/base/AQ"] == 0.0
+    summary = (tmp_path / "artifacts" / "demonstrations" / "summary.md").read_text()
+    assert "| variant counterfactual | 540 | 42 | 227 | 271 |" in summary

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from gtalign.cli.options import ParamsFile, Root
+from gtalign.cli.options import ParamsFile, Presets, Root, Sets
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.data import DataPullError, DataValidationError, RawDataMissingError, pull_data
 from gtalign.data.stages import curate_stage, demonstrations_stage
@@ -35,8 +36,21 @@ def data_curate(root: Root = Path("."), params: ParamsFile = None) -> None:
 
 
 @data_app.command("demonstrations")
-def data_demonstrations(root: Root = Path("."), params: ParamsFile = None) -> None:
-    """Write the SFT demonstrations (rule teacher) and report their welfare."""
-    with exit_on(*DATA_ERRORS, prefix="demonstrations: "):
-        result = demonstrations_stage(root.resolve(), cli_params(root, params))
+def data_demonstrations(
+    root: Root = Path("."),
+    params: ParamsFile = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="rule teacher: label | game (default: params demonstrations.recipe)"),
+    ] = None,
+) -> None:
+    """Write the SFT demonstrations (rule teacher) and report their welfare and action mix."""
+    overrides = {"demonstrations": {"recipe": recipe}}
+    typed = cli_params(root, params, presets=preset, sets=set_, overrides=overrides)
+    with exit_on(*DATA_ERRORS, ValueError, prefix="demonstrations: "):
+        result = demonstrations_stage(root.resolve(), typed)
     typer.echo(result.summary.to_markdown(f"{result.count} demonstrations in {result.path}"))
+    if result.actions is not None:
+        typer.echo(result.actions.to_markdown())

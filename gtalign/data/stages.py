@@ -33,8 +33,10 @@ from gtalign.data.raw import check_raw_data, load_raw
 from gtalign.data.validate import ValidationReport
 from gtalign.data.validate import validate as run_expectations
 from gtalign.demonstrations import DemoRow, demonstrate
-from gtalign.game import WelfareRule
+from gtalign.demonstrations_game import counterfactual_edits, demonstrate_game
+from gtalign.game import ACTIONS, WelfareRule, split_cell
 from gtalign.layout import Layout, write_metrics
+from gtalign.protocol import named_cell, read_tolerant, response_action
 from gtalign.reward import RewardInput, RewardResult, score_batch
 from gtalign.reward.judges import make_judge
 from gtalign.teacher import TeacherPrompt, best_of_n
@@ -203,6 +205,95 @@ class DemonstrationsResult:
     summary: WelfareSummary
     metrics: dict[str, float]
     run_id: str | None = None
+    actions: ActionMix | None = None
+
+
+def _game_texts(records: list[dict[str, Any]], params: Params) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+    """The rule teacher's `game` recipe (`gtalign.demonstrations_game`): (row index per demonstration, texts, their
+    variant and pricing edit), the edits being those steering applies (params `steering:`)."""
+    cfg = params.demonstrations
+    demos = demonstrate_game(
+        [demo_row(r) for r in records],
+        seed=cfg.seed,
+        rule=WelfareRule(kind=cfg.analyze_rule),
+        edits=counterfactual_edits(params.steering),
+        counterfactual_share=cfg.counterfactual_share,
+        max_action_share=cfg.max_action_share,
+        max_words=cfg.max_response_words,
+    )
+    extras = [{"variant": d.variant, "edit": d.edit} for d in demos]
+    return [d.index for d in demos], [d.text for d in demos], extras
+
+
+@dataclass
+class ActionMix:
+    """What the demonstrations' responses do (`protocol.response_action`), counted per source and label, per user
+    type of the cell the analyze names, and per variant (base | counterfactual; `label` for one-row recipes)."""
+
+    by_label: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+    by_user_type: dict[str, Counter[str]] = field(default_factory=dict)
+    by_variant: dict[str, Counter[str]] = field(default_factory=dict)
+    total: Counter[str] = field(default_factory=Counter)
+    mismatched: int = 0  # responses whose action is not that of the cell their analyze names
+
+    def metrics(self) -> dict[str, float]:
+        """`action_share/<source>/<label>/<action>`, `.../user_type/<DQ|VQ>/...`, `.../variant/<v>/...`,
+        `action_share/all/<action>`, `action_count/all/<action>` (every action named, 0.0 when absent) and
+        `action_mismatch` (responses not doing the action of the cell their analyze names)."""
+
+        def shares(prefix: str, c: Counter[str]) -> dict[str, float]:
+            n = sum(c.values())
+            return {f"{prefix}/{a}": (c[a] / n if n else 0.0) for a in (*ACTIONS, *sorted(set(c) - set(ACTIONS)))}
+
+        out: dict[str, float] = {}
+        for (source, label), c in sorted(self.by_label.items()):
+            out.update(shares(f"action_share/{source}/{label}", c))
+        for user_type, c in sorted(self.by_user_type.items()):
+            out.update(shares(f"action_share/user_type/{user_type}", c))
+        for variant, c in sorted(self.by_variant.items()):
+            out.update(shares(f"action_share/variant/{variant}", c))
+        out.update(shares("action_share/all", self.total))
+        out.update({f"action_count/all/{a}": float(self.total[a]) for a in ACTIONS})
+        out["action_mismatch"] = float(self.mismatched)
+        return out
+
+    def to_markdown(self) -> str:
+        """The action mix as a table: counts per source and label, then per user type and variant, then all."""
+        extra = sorted(set(self.total) - set(ACTIONS))
+        cols = [*ACTIONS, *extra]
+        rule = "|---|---|" + "---|" * len(cols)
+        head = f"### Action mix of the responses\n\n| group | n | {' | '.join(cols)} |\n{rule}\n"
+
+        def line(name: str, c: Counter[str]) -> str:
+            return f"| {name} | {sum(c.values())} | {' | '.join(str(c[a]) for a in cols)} |\n"
+
+        body = "".join(line(f"{s} / {lab}", c) for (s, lab), c in sorted(self.by_label.items()))
+        body += "".join(line(f"user type {u}", c) for u, c in sorted(self.by_user_type.items()))
+        body += "".join(line(f"variant {v}", c) for v, c in sorted(self.by_variant.items()))
+        note = f"\nResponses not doing the action of the cell their analyze names: {self.mismatched}\n"
+        return head + body + line("all", self.total) + note
+
+
+def action_mix(frame: pd.DataFrame, texts: list[str], variants: list[str] | None = None) -> ActionMix:
+    """Count what each demonstration's response does; `none` when it has no readable response, `?` for the user
+    type when its analyze names no cell."""
+    mix = ActionMix()
+    labels = zip(frame["source"].astype(str), frame["label"].astype(str), strict=True)
+    for k, ((source, label), text) in enumerate(zip(labels, texts, strict=True)):
+        reading = read_tolerant(text)
+        action = response_action(reading.response) or "none"
+        cell = named_cell(reading.analyze)
+        user_type = split_cell(cell)[0] if cell else "?"
+        variant = variants[k] if variants is not None else "label"
+        for counter in (
+            mix.by_label.setdefault((source, label), Counter()),
+            mix.by_user_type.setdefault(user_type, Counter()),
+            mix.by_variant.setdefault(variant, Counter()),
+            mix.total,
+        ):
+            counter[action] += 1
+        mix.mismatched += cell is None or split_cell(cell)[1] != action
+    return mix
 
 
 def _openai_teacher_texts(
@@ -266,26 +357,32 @@ def demonstrations_stage(
     records = train.to_dict("records")
     teacher_metrics: dict[str, float] = {}
     teacher_md = ""
-    if teacher == "rule":
-        seed, max_words = cfg.seed, cfg.max_response_words
-        rule = WelfareRule(kind=cfg.analyze_rule)
-        all_texts: list[str | None] = [
-            demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
-        ]
-        label = "rule"
+    extras: list[dict[str, Any]] | None = None  # recipe game: each row's variant and pricing edit
+    if teacher == "rule" and cfg.recipe == "game":
+        keep, texts, extras = _game_texts(records, params)
+        label = "rule:game"
     else:
-        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
-    keep = [i for i, text in enumerate(all_texts) if text is not None]
-    texts = [t for t in all_texts if t is not None]
+        if teacher == "rule":
+            seed, max_words = cfg.seed, cfg.max_response_words
+            rule = WelfareRule(kind=cfg.analyze_rule)
+            all_texts: list[str | None] = [
+                demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
+            ]
+            label = "rule"
+        else:
+            all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
+        keep = [i for i, text in enumerate(all_texts) if text is not None]
+        texts = [t for t in all_texts if t is not None]
     kept_rows = train.iloc[keep].reset_index(drop=True)
     layout.demonstrations.mkdir(parents=True, exist_ok=True)
     path = layout.demonstrations_file
     with path.open("w", encoding="utf-8") as f:
-        for r, text in zip(kept_rows.to_dict("records"), texts, strict=True):
+        for k, (r, text) in enumerate(zip(kept_rows.to_dict("records"), texts, strict=True)):
+            extra = extras[k] if extras is not None else {}
             f.write(
                 json.dumps(
                     {
-                        "uid": r["uid"],
+                        "uid": r["uid"] if extra.get("variant") != "counterfactual" else f"{r['uid']}:cf",
                         "data_source": r["source"],
                         "split": r["split"],
                         "prompt": prompt_messages(r, style),
@@ -293,18 +390,22 @@ def demonstrations_stage(
                         "ground_truth": r["ground_truth"],
                         "extra_info": extra_info_of(r),
                         "teacher": label,
+                        **extra,
                     }
                 )
                 + "\n"
             )
     summary = _score_teacher(kept_rows, texts, params)
+    variants = [str(e["variant"]) for e in extras] if extras is not None else None
+    mix = action_mix(kept_rows, texts, variants)
     (layout.demonstrations / "summary.md").write_text(
-        summary.to_markdown(f"Demonstrations ({teacher} teacher)") + teacher_md
+        summary.to_markdown(f"Demonstrations ({teacher} teacher)") + "\n" + mix.to_markdown() + teacher_md
     )
     metrics = {
         "count": len(texts),
         "welfare_mean": statistics.fmean(m["welfare"] for m in summary.rows.values()) if summary.rows else 0.0,
         **{f"welfare_{s}": m["welfare"] for s, m in summary.rows.items()},
+        **mix.metrics(),
         **teacher_metrics,
     }
     write_metrics(layout.metrics("demonstrations"), metrics)
@@ -320,7 +421,7 @@ def demonstrations_stage(
         if track
         else None
     )
-    return DemonstrationsResult(path, len(texts), summary, metrics, run_id)
+    return DemonstrationsResult(path, len(texts), summary, metrics, run_id, mix)
 
 
 # ---------------------------------------------------------------------------------------------------------------
