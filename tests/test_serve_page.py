@@ -66,28 +66,29 @@ def test_with_an_api_key_the_page_is_served_but_its_api_calls_need_the_key(tok, 
 
 # ------------------------------------------------------------------------------------------------------ slow
 def _memorised_model(folder: Path, tok: Any) -> Path:
-    """A tiny Qwen2 trained (a few hundred steps, CPU) to answer QUESTION with a four-block answer over CQ_MATRIX,
-    and, after the API-priced matrix, to go on with DQ_DA; saved as a standard Hugging Face folder."""
+    """A tiny Qwen2 trained on CPU (seconds) to answer QUESTION with a four-block answer over CQ_MATRIX (DQ_CQ) and,
+    after the API-priced matrix that `gtalign serve` splices in, to close it and go on with DQ_DA; saved as a Hugging
+    Face folder. The API example learns from the matrix's closing `}}` on (the splice decoder has the model spell the
+    close itself) and never the edited numbers, which would contradict the native answer."""
     import torch
 
     from gtalign.modeling import TinyModelConfig, build_tiny_model, chat_prompt
     from gtalign.protocol import render_completion, render_payoff
 
-    edited = transform_for("api", SteeringConfig())(CQ_MATRIX)
-
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
-    prompt = ids(chat_prompt(tok, [{"role": "user", "content": QUESTION}]))
-    native = prompt + ids(render_completion("Scripted.", CQ_MATRIX, "Chosen: DQ_CQ.", RESPONSES["CQ"]) + "<|im_end|>")
-    api_head = prompt + ids(f"<thinking>Scripted.</thinking><payoff>{render_payoff(edited)}</payoff>")
-    api = api_head + ids(f"<analyze>Chosen: DQ_DA.</analyze><response>{RESPONSES['DA']}</response><|im_end|>")
-    examples = []
-    for seq, start in ((native, len(prompt)), (api, len(api_head))):  # the API one learns only what follows its matrix
+    def example(seq: list[int], learn_from: int) -> tuple[Any, Any]:
         x = torch.tensor([seq])
         y = x.clone()
-        y[0, :start] = -100
-        examples.append((x, y))
+        y[0, :learn_from] = -100
+        return x, y
+
+    edited = transform_for("api", SteeringConfig())(CQ_MATRIX)
+    prompt = ids(chat_prompt(tok, [{"role": "user", "content": QUESTION}]))
+    native = prompt + ids(render_completion("Scripted.", CQ_MATRIX, "Chosen: DQ_CQ.", RESPONSES["CQ"]) + "<|im_end|>")
+    api = prompt + ids(render_completion("Scripted.", edited, "Chosen: DQ_DA.", RESPONSES["DA"]) + "<|im_end|>")
+    close = max(i for i in range(len(api)) if tok.decode(api[i:]).startswith("}}</payoff>"))
     model = build_tiny_model(
         tok,
         TinyModelConfig(
@@ -95,7 +96,20 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
         ),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread, most of all on a busy machine
+    try:
+        loss = _train(model, opt, [example(native, len(prompt)), example(api, close)])
+    finally:
+        torch.set_num_threads(threads)
+    assert loss < 0.05, f"the tiny model did not memorise its answers (loss {loss:.3f})"
+    assert render_payoff(edited) in tok.decode(api)
+    tok.save_pretrained(folder)
+    model.eval().save_pretrained(folder)
+    return folder
+
+
+def _train(model: Any, opt: Any, examples: list[tuple[Any, Any]]) -> float:
     for _ in range(400):
         loss = sum(model(input_ids=x, labels=y).loss for x, y in examples)
         opt.zero_grad()
@@ -103,10 +117,7 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
         opt.step()
         if loss.item() < 0.01:
             break
-    assert loss.item() < 0.05, f"the tiny model did not memorise its answers (loss {loss.item():.3f})"
-    tok.save_pretrained(folder)
-    model.eval().save_pretrained(folder)
-    return folder
+    return loss.item()
 
 
 def _free_port() -> int:
@@ -201,7 +212,17 @@ def test_the_page_shows_both_pricings_as_the_api_answers_them(served):
     # the memorised model writes a readable matrix, and API pricing edits it: the page has something to show
     assert g_sub["payoff"] == CQ_MATRIX.to_dict() and not g_sub["steered"]
     assert g_api["original_payoff"] == CQ_MATRIX.to_dict() and g_api["steered"]
-    assert g_api["payoff"] != g_sub["payoff"] and g_api["optimal_cell"] == "DQ_DA"
+    assert g_api["payoff"] == transform_for("api", SteeringConfig())(CQ_MATRIX).to_dict()
+    assert (g_sub["chosen_cell"], g_sub["optimal_cell"], g_api["chosen_cell"], g_api["optimal_cell"]) == (
+        "DQ_CQ",
+        "DQ_CQ",
+        "DQ_DA",
+        "DQ_DA",
+    )
+    assert [api[p]["choices"][0]["message"]["content"] for p in ("subscription", "api")] == [
+        RESPONSES["CQ"],
+        RESPONSES["DA"],
+    ]
 
     with headless_chromium() as page:
         page.navigate(f"{base}/")
