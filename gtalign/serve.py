@@ -401,6 +401,18 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": engine.name, **engine.stats()}
 
+    # The page at `/` (gtalign/resources/web/index.html) asks both pricings through the API above. It is static and
+    # holds no secret, so it is served without a key; its API calls send the key the user types (401 without it).
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+
+    page = (files("gtalign.resources") / "web" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/")
+    async def index() -> Any:
+        return HTMLResponse(page)
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
