@@ -354,6 +354,20 @@ def render_messages(
     ]
 
 
+def apply_prompt_style(chat: list[dict[str, str]], style: str) -> list[dict[str, str]]:
+    """Wrap a bare chat in the prompt the policy was trained on, unless it already carries a system turn.
+
+    The policy learned the four-block format under a specific system prompt and user-turn instruction
+    (`curate.prompt_style`); a client that sends just "What is 2+2?" should get the same framing, whichever server it
+    calls (`gtalign serve`, the MLflow pyfunc). A chat with its own system message is sent verbatim, as is everything
+    when the style is "none".
+    """
+    if style == "none" or any(t["role"] == "system" for t in chat) or chat[-1]["role"] != "user":
+        return chat
+    rendered = render_messages(chat[-1]["content"], style=style)  # type: ignore[arg-type]
+    return [rendered[0], *chat[:-1], rendered[1]]
+
+
 def render_payoff(matrix: PayoffMatrix) -> str:
     """Compact strict JSON, one decimal place as the instruction asks, keys in the prompt's order."""
     return json.dumps(

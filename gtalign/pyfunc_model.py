@@ -36,7 +36,7 @@ import mlflow.exceptions
 import mlflow.protos.databricks_pb2
 import pandas as pd
 
-from gtalign.protocol import check_strict, extract_block, render_messages
+from gtalign.protocol import apply_prompt_style, check_strict, extract_block
 from gtalign.steering.answer import answer_fields, load_steerer, request_analyze, request_pricing, steer_request
 from gtalign.steering.config import SteeringConfig
 from gtalign.steering.decoder import Steerer
@@ -86,19 +86,6 @@ def conversations(model_input) -> list[list[dict[str, str]]]:
             raise ValueError(f"chat #{i} has no messages")
         chats.append([{"role": str(t["role"]), "content": str(t["content"])} for t in turns])
     return chats
-
-
-def apply_prompt_style(chat: list[dict[str, str]], style: str) -> list[dict[str, str]]:
-    """Wrap a bare chat in the prompt the policy was trained on, unless it already carries a system turn.
-
-    The policy learned the four-block format under a specific system prompt and user-turn instruction
-    (`curate.prompt_style`); a client that sends just "What is 2+2?" should get the same framing. A chat with its own
-    system message is sent verbatim, as is everything when the style is "none".
-    """
-    if style == "none" or any(t["role"] == "system" for t in chat) or chat[-1]["role"] != "user":
-        return chat
-    rendered = render_messages(chat[-1]["content"], style=style)  # type: ignore[arg-type]
-    return [rendered[0], *chat[:-1], rendered[1]]
 
 
 class InvalidParam(mlflow.exceptions.MlflowException, ValueError):

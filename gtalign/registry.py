@@ -41,14 +41,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from gtalign.layout import rl_model_name
+from gtalign.steering.config import SteeringConfig
 from gtalign.tracking import data_version, default_tracking_uri, run
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models import ModelSignature
-
-    from gtalign.steering.config import SteeringConfig
 
 MODEL_NAME = "gtalign-assistant"
 CHALLENGER = "challenger"
@@ -387,8 +386,6 @@ def _steering_config(steering: SteeringConfig | None) -> str:
     """params.yaml `steering:` as the model_config entry the pyfunc reads, a JSON string: MLflow also logs the
     model_config as run params, flattening dicts into keys, and `subscription->api` is not a valid param key. The
     `eval` subsection is the steering evaluation's, not the model's, so it is left out."""
-    from gtalign.steering.config import SteeringConfig
-
     return (steering or SteeringConfig()).model_dump_json(exclude={"eval"})
 
 

@@ -9,7 +9,9 @@ any OpenAI client::
     r.choices[0].message.gtalign          # {"payoff", "chosen_cell", "optimal_cell", "action", "pricing", ...}
 
 Endpoints: `POST /v1/chat/completions` (non-streaming, and streaming as server-sent events in OpenAI's chunk format),
-`GET /v1/models`, `GET /health`.
+`GET /v1/models`, `GET /health`, and `GET /`: a page (gtalign/resources/web/index.html, no build step) that asks one
+question under both pricing regimes and shows each payoff grid with the frontier and the chosen cell. A chat without
+a system turn is wrapped in the training prompt (`serve.prompt_style`), as the MLflow pyfunc does.
 
 Why it is built this way:
 
@@ -55,6 +57,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gtalign.protocol import apply_prompt_style
 from gtalign.registry import resolve_model
 from gtalign.steering import AnalyzeMode, Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest
 from gtalign.steering.answer import answer_fields, load_steerer, steer_request
@@ -94,6 +97,12 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(32, ge=1, description="waiting requests beyond which the server answers 429")
     device: str | None = None
     log_level: str = "info"
+    prompt_style: str = Field(
+        "compact",
+        pattern="^(compact|full|none)$",
+        description="wrap chats without a system turn in the prompt the policy was trained on (as the MLflow pyfunc "
+        "does with registry.serving.prompt_style); none = send every chat verbatim",
+    )
 
 
 def serve_settings(settings: ServeSettings, **overrides: Any) -> ServeSettings:
@@ -441,9 +450,10 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
                 "max_tokens",
                 "max_tokens_exceeded",
             )
-        messages = [
-            {"role": m.role if m.role != "developer" else "system", "content": m.text()} for m in chat.messages
-        ]
+        messages = apply_prompt_style(
+            [{"role": m.role if m.role != "developer" else "system", "content": m.text()} for m in chat.messages],
+            settings.prompt_style,
+        )
         prompt_ids = await asyncio.to_thread(engine.steerer.prompt_ids, messages)
         if engine.context_limit and len(prompt_ids) + max_tokens > engine.context_limit:
             raise _RequestError(

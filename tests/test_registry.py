@@ -400,7 +400,8 @@ def test_champion_loads_and_predicts_in_a_fresh_process(root: Path, uri: str, hf
 
 
 def test_pyfunc_prompt_style_and_inputs() -> None:
-    from gtalign.pyfunc_model import apply_prompt_style, conversations
+    from gtalign.protocol import apply_prompt_style
+    from gtalign.pyfunc_model import conversations
 
     chat = [{"role": "user", "content": "What is 2+2?"}]
     assert conversations(["hi"]) == [[{"role": "user", "content": "hi"}]]

@@ -350,3 +350,20 @@ def test_a_misspelt_serve_key_is_an_error_naming_section_and_key():
     with pytest.raises(ValidationError, match=r"params\.yaml serve") as err:
         ServeSettings.model_validate({"prot": 8000})
     assert "prot" in str(err.value) and "Extra inputs are not permitted" in str(err.value)
+
+
+@pytest.mark.parametrize(("style", "framed"), [("compact", True), ("none", False)])
+def test_a_bare_chat_gets_the_training_prompt_like_the_pyfunc(tok, style: str, framed: bool) -> None:
+    """`serve.prompt_style`: a chat without a system turn is wrapped in the prompt the policy learned (as the MLflow
+    pyfunc does with registry.serving.prompt_style), so both servers see the same prompt; `none` sends it verbatim."""
+    from gtalign.protocol import apply_prompt_style
+
+    engine, app = start(tok, prompt_style=style)
+    bare = [{"role": "user", "content": "What is 2 + 2?"}]
+    with running_server(app) as url:
+        r = httpx.post(f"{url}/chat/completions", json={"model": NAME, "messages": bare, "max_tokens": 8}, timeout=60)
+    engine.close()
+    assert r.status_code == 200, r.text
+    sent = compact("What is 2 + 2?") if framed else bare
+    assert r.json()["usage"]["prompt_tokens"] == len(engine.steerer.prompt_ids(sent))
+    assert apply_prompt_style(bare, style) == sent
