@@ -212,8 +212,8 @@ def test_dvc_records_the_demo_as_dvc_repro_would(demo_run, tmp_path):
     [workspace] = shown.values()
     evaluation = workspace["data"]["artifacts/metrics/evaluation.json"]["data"]
     assert evaluation["cobb_douglas/welfare_mean"] == _evaluation(demo_run)["cobb_douglas/welfare_mean"]
-    plots = json.loads(_dvc(root, "plots", "show", "--json").stdout)
-    assert any("sft_loss.csv" in name for name in plots)
+    plots = json.loads(_dvc(root, "plots", "show", "--json").stdout)["data"]
+    assert "artifacts/plots/sft_loss.csv" in plots
     _dvc(root, "pull", "--remote", "artifacts")  # nothing to fetch and nothing "unsaved" to refuse
     # the models travel: push (to the default `artifacts` remote beside the project), clone, pull
     _dvc(root, "push", "--remote", "artifacts")  # -r artifacts: the shared data store is never written
@@ -226,4 +226,5 @@ def test_dvc_records_the_demo_as_dvc_repro_would(demo_run, tmp_path):
     _dvc(clone, "pull", "--remote", "artifacts")
     model = "artifacts/models/rl-cobb_douglas/model.safetensors"
     assert (clone / model).read_bytes() == (root / model).read_bytes()
-    assert json.loads(_dvc(clone, "status", "--json").stdout or "{}") == {}
+    assert json.loads(_dvc(clone, "status", "--json").stdout or "{}") == {}  # metrics and plots came along too
+    assert json.loads((clone / "artifacts/metrics/evaluation.json").read_text()) == _evaluation(demo_run)
