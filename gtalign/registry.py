@@ -701,11 +701,18 @@ def resolve_model(
         dest = cache / "uri" / uuid.uuid5(uuid.NAMESPACE_URL, text).hex
         source = text
     if not (dest / "MLmodel").exists():
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
         tmp = dest.with_name(dest.name + ".partial")
         tmp.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=uri)
+        # models:/ URIs resolve through the *global* registry URI: point it at this store for the download only, so
+        # that no later MLflow call in this process talks to it by accident.
+        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=uri)
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
         tmp.rename(dest)  # atomic: a crashed download never looks complete
     meta = yaml.safe_load((dest / "MLmodel").read_text(encoding="utf-8")) or {}
     artifacts = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}

@@ -46,6 +46,7 @@ def setup(root: Path, tracking_uri: str | None = None, experiment: str = EXPERIM
 
     uri = tracking_uri or default_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # the registry lives in the same store: never one left over from another project
     if MlflowClient().get_experiment_by_name(experiment) is None:
         location = None if uri.startswith("http") else (root.resolve() / "mlruns").as_uri()
         MlflowClient().create_experiment(experiment, artifact_location=location)

@@ -288,22 +288,26 @@ def test_bounded_load_8_concurrent_clients(server, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ judge e2e
-def test_the_openai_judge_runs_against_this_server(server):
+def test_the_openai_judge_runs_against_this_server(tok):
+    """As a judge backend the server sends the judge's prompts verbatim (`prompt_style: none`): the GTAlign framing
+    is for the assistant's own users."""
     from gtalign.reward.judges.base import JudgeRequest
     from gtalign.reward.judges.openai import OpenAIJudge, OpenAIJudgeConfig
 
-    judge = OpenAIJudge(
-        OpenAIJudgeConfig(
-            base_url=server, model=NAME, max_tokens=256, cache_path=None, max_retries=0, raise_on_failure_rate=False
-        )
-    )
+    engine, app = start(tok, prompt_style="none")
     extra = {"single_turn_prompt": "What is 2 + 2?"}
     requests = [
         JudgeRequest("math-hard", "The answer is $\\boxed{4}$.", "4", extra),
         JudgeRequest("math-hard", "It is 5.", "4", extra),
         JudgeRequest("math-hard", "NOVERDICT", "4", extra),
     ]
-    verdicts = judge.judge(requests)
+    with running_server(app) as server:
+        config = OpenAIJudgeConfig(
+            base_url=server, model=NAME, max_tokens=256, cache_path=None, max_retries=0, raise_on_failure_rate=False
+        )
+        judge = OpenAIJudge(config)
+        verdicts = judge.judge(requests)
+    engine.close()
     assert [v.value for v in verdicts[:2]] == [1.0, 1.0]  # the scripted model always answers \boxed{1}
     assert verdicts[2].value is None and verdicts[2].error
     stats = judge.stats

@@ -73,7 +73,7 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
     import torch
 
     from gtalign.modeling import TinyModelConfig, build_tiny_model, chat_prompt
-    from gtalign.protocol import render_completion, render_payoff
+    from gtalign.protocol import apply_prompt_style, render_completion, render_payoff
 
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
@@ -85,7 +85,8 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
         return x, y
 
     edited = transform_for("api", SteeringConfig())(CQ_MATRIX)
-    prompt = ids(chat_prompt(tok, [{"role": "user", "content": QUESTION}]))
+    # the page sends the bare question; `gtalign serve` wraps it in the training prompt (serve.prompt_style: compact)
+    prompt = ids(chat_prompt(tok, apply_prompt_style([{"role": "user", "content": QUESTION}], "compact")))
     native = prompt + ids(render_completion("Scripted.", CQ_MATRIX, "Chosen: DQ_CQ.", RESPONSES["CQ"]) + "<|im_end|>")
     api = prompt + ids(render_completion("Scripted.", edited, "Chosen: DQ_DA.", RESPONSES["DA"]) + "<|im_end|>")
     close = max(i for i in range(len(api)) if tok.decode(api[i:]).startswith("}}</payoff>"))
