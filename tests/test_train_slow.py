@@ -182,11 +182,11 @@ def test_sft_runs_data_parallel_on_two_cpu_processes(project, tmp_path):
     model (rank 0), and the loss really moved."""
     params = project[1]
     model, metrics, runs = _ddp(
-        project, tmp_path, "sft", "sft.args.max_steps=3", "sft.args.save_steps=3", "sft.args.logging_steps=1"
+        project, tmp_path, "sft", "sft.args.max_steps=2", "sft.args.save_steps=2", "sft.args.logging_steps=1"
     )
     per_device = params["sft"]["args"]["per_device_train_batch_size"]
     assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 2 * per_device)
-    assert metrics["global_step"] == 3 and metrics["loss_finite"] == 1.0
+    assert metrics["global_step"] == 2 and metrics["loss_finite"] == 1.0
     assert (model / "model.safetensors").is_file() and not list(model.parent.glob("sft-*"))
     [run] = runs  # rank 1 logs nothing
     assert run.data.tags["gtalign.world_size"] == "2" and run.data.metrics["global_batch_size"] == 2 * per_device
@@ -199,14 +199,14 @@ def test_grpo_runs_data_parallel_on_two_cpu_processes(project, tmp_path):
         project,
         tmp_path,
         "rl",
-        "rl.args.max_steps=2",
-        "rl.args.save_steps=2",
-        "rl.args.max_completion_length=64",
+        "rl.args.max_steps=1",
+        "rl.args.save_steps=1",
+        "rl.args.max_completion_length=32",
         "rl.args.num_iterations=1",
     )
     per_device = params["rl"]["args"]["per_device_train_batch_size"]
     assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 2 * per_device)
-    assert metrics["global_step"] == 2 and metrics["reward_judge_failures"] == 0
+    assert metrics["global_step"] == 1 and metrics["reward_judge_failures"] == 0
     assert (model / "model.safetensors").is_file()
     [run] = runs
     assert run.data.tags["gtalign.world_size"] == "2" and run.info.run_name == "rl-cobb_douglas"
