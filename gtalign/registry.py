@@ -8,9 +8,11 @@ same two functions, so a release decision cannot depend on how it was launched:
   `challenger`, and tags it with its evaluation metrics (`gtalign.metric.<name>`) and the DVC data version. The
   model carries params.yaml `steering:` in its `model_config` (its `pricing` param steers as `gtalign serve` does)
   and an input example (one chat, `pricing="api"`), so the MLflow UI shows how to call it.
-- `promote(...)` is the gate: the challenger becomes `champion` only if its mean social welfare beats the
-  champion's (or there is no champion) and no source's answer quality drops by more than a tolerance. The decision
-  and its reasons are written as tags on the challenger version either way, and a `PromotionDecision` comes back.
+- `promote(...)` is the gate: the challenger becomes `champion` only if it reaches every floor of
+  `registry.gate.floors` (absolute minimums such as `matrix_analyze_mean: 0.9`: a champion keeps its matrix
+  reasoning, even the first one), its mean social welfare beats the champion's (or there is no champion) and no
+  source's answer quality drops by more than a tolerance. The decision and its reasons are written as tags on the
+  challenger version either way, and a `PromotionDecision` comes back.
 
 Metrics come from the evaluation's flat JSON (`artifacts/metrics/evaluation.json`) through a key mapping (see
 `MetricKeys`): by default `<model>/welfare_mean` becomes `welfare_mean` and every `<model>/answer/<source>` becomes
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gtalign.layout import rl_model_name
 from gtalign.steering.config import SteeringConfig
@@ -153,6 +155,11 @@ class GateConfig(BaseModel):
     metric: str = Field("welfare_mean", description="the challenger must beat the champion on this metric")
     answer_prefix: str = Field("answer/", description="per-source answer metrics, none may drop beyond tolerance")
     tolerance: float = Field(0.02, description="absolute drop allowed per source, in the answer metric's units")
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="registry metric -> the least value a challenger must reach, champion or not (e.g. "
+        "matrix_analyze_mean: 0.9); each must be one of registry.metric_keys",
+    )
 
 
 class ServingConfig(BaseModel):
@@ -190,6 +197,16 @@ class RegistryConfig(BaseModel):
     @property
     def metric_mapping(self) -> MetricKeys:
         return MetricKeys(keys=self.metric_keys, prefixes=self.metric_prefixes)
+
+    @model_validator(mode="after")
+    def _floors_are_registered(self) -> RegistryConfig:
+        unknown = sorted(set(self.gate.floors) - set(self.metric_keys))
+        if unknown:
+            raise ValueError(
+                f"gate.floors {unknown}: not registered metrics; add each to metric_keys "
+                f"(have {sorted(self.metric_keys)})"
+            )
+        return self
 
     def for_candidates(self) -> list[RegistryConfig]:
         """One config per candidate (its checkpoint and evaluated name), or this one when no candidates are set."""
@@ -450,20 +467,36 @@ def gate(
     per_source_answer_prefix: str = "answer/",
     challenger_version: str = "?",
     champion_version: str | None = None,
+    floors: Mapping[str, float] | None = None,
 ) -> GateResult:
     """Compare two versions' metrics; no I/O, so the rule itself is unit-testable.
 
-    Passes when the challenger has `metric` and either there is no champion, or its `metric` is strictly higher and
-    no `<prefix><source>` the champion has drops by more than `tolerance` (absolute, in the metric's own units) or is
-    missing. A champion without `metric` cannot be beaten on evidence, so it blocks (move the alias by hand).
+    Passes when the challenger has `metric`, reaches every `floors` value (absolute, whoever the champion is: a
+    first version that fails a floor leaves no champion), and either there is no champion, or its `metric` is
+    strictly higher and no `<prefix><source>` the champion has drops by more than `tolerance` (absolute, in the
+    metric's own units) or is missing. A champion without `metric` cannot be beaten on evidence, so it blocks (move
+    the alias by hand).
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
     if metric not in challenger:
         return GateResult(False, (f"challenger v{challenger_version} has no {metric!r} metric",))
+    floors = dict(sorted((floors or {}).items()))
+    below = [
+        f"{key} missing for challenger (floor {floor:.4f})"
+        if key not in challenger
+        else f"{key} {challenger[key]:.4f} < floor {floor:.4f}"
+        for key, floor in floors.items()
+        if key not in challenger or challenger[key] < floor - _EPS
+    ]
+    if below:
+        return GateResult(False, tuple(below))
+    reached = tuple(f"{key} {challenger[key]:.4f} >= floor {floor:.4f}" for key, floor in floors.items())
     new = challenger[metric]
     if champion is None:
-        return GateResult(True, (f"no champion yet; v{challenger_version} is the first ({metric} {new:.4f})",))
+        return GateResult(
+            True, (f"no champion yet; v{challenger_version} is the first ({metric} {new:.4f})", *reached)
+        )
     if metric not in champion:
         return GateResult(False, (f"champion v{champion_version} has no {metric!r} metric to compare against",))
     failures: list[str] = []
@@ -486,7 +519,11 @@ def gate(
         return GateResult(False, tuple(failures))
     return GateResult(
         True,
-        (welfare_reason, f"no source's answer quality dropped more than {tolerance:.4f} ({len(sources)} compared)"),
+        (
+            welfare_reason,
+            f"no source's answer quality dropped more than {tolerance:.4f} ({len(sources)} compared)",
+            *reached,
+        ),
     )
 
 
@@ -531,6 +568,7 @@ def promote(
     tolerance: float,
     metric: str = "welfare_mean",
     per_source_answer_prefix: str = "answer/",
+    floors: Mapping[str, float] | None = None,
 ) -> PromotionDecision:
     """The promotion gate (the one function every driver calls): judge `@challenger` against `@champion`.
 
@@ -577,6 +615,7 @@ def promote(
         per_source_answer_prefix=per_source_answer_prefix,
         challenger_version=version,
         champion_version=old_version,
+        floors=floors,
     )
     tags = {
         DECISION_TAG: "promoted" if result.passed else "rejected",
@@ -605,6 +644,7 @@ def promote_from_params(
         tolerance=cfg.gate.tolerance if tolerance is None else tolerance,
         metric=cfg.gate.metric,
         per_source_answer_prefix=cfg.gate.answer_prefix,
+        floors=cfg.gate.floors,
     )
 
 

@@ -25,6 +25,7 @@ from gtalign.registry import (
     CHALLENGER,
     CHAMPION,
     DECISION_TAG,
+    DEFAULT_METRIC_KEYS,
     MODEL_NAME,
     REASONS_TAG,
     MetricKeys,
@@ -550,3 +551,64 @@ def test_release_lets_the_gate_pick_among_candidate_variants(root: Path, uri: st
         "consistency": "promoted",
     }
     assert written["candidates"]["consistency"]["reasons"][0] == "welfare_mean 0.4300 > champion v1 0.4000"
+
+
+def test_gate_floors_hold_whoever_the_champion_is() -> None:
+    """`registry.gate.floors`: absolute minimums (a champion keeps its matrix reasoning), checked before welfare and
+    also for a first version, which then leaves no champion."""
+    floors = {"matrix_analyze_mean": 0.9}
+    broken = {**metrics(0.42), "matrix_analyze_mean": 0.32}
+    first = gate(broken, None, tolerance=0.02, challenger_version="1", floors=floors)
+    assert not first.passed and first.reasons == ("matrix_analyze_mean 0.3200 < floor 0.9000",)
+    kept = {**metrics(0.40), "matrix_analyze_mean": 0.9}  # exactly the floor passes
+    assert gate(kept, None, tolerance=0.02, challenger_version="2", floors=floors).reasons == (
+        "no champion yet; v2 is the first (welfare_mean 0.4000)",
+        "matrix_analyze_mean 0.9000 >= floor 0.9000",
+    )
+    better_but_broken = gate(broken, kept, tolerance=0.02, champion_version="2", floors=floors)
+    assert not better_but_broken.passed  # higher welfare does not buy the reasoning back
+    missing = gate(metrics(0.5), None, tolerance=0.02, floors=floors)
+    assert missing.reasons == ("matrix_analyze_mean missing for challenger (floor 0.9000)",)
+
+
+def test_a_floor_must_name_a_registered_metric() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"gate.floors \['matrix_analyze_mean'\]: not registered metrics"):
+        RegistryConfig.model_validate({"gate": {"floors": {"matrix_analyze_mean": 0.9}}})
+    cfg = RegistryConfig.model_validate(
+        {"metric_keys": {**DEFAULT_METRIC_KEYS, "matrix_analyze_mean": "{model}/matrix_analyze_mean"},
+         "gate": {"floors": {"matrix_analyze_mean": 0.9}}}
+    )  # fmt: skip
+    assert cfg.gate.floors == {"matrix_analyze_mean": 0.9}
+
+
+def test_paper_preset_lets_the_gate_pick_the_variant_that_keeps_its_reasoning(root: Path, uri: str, hf_dir: Path):
+    """`make paper`: GTAlign and its consistency variant are candidates, and the preset's floor on the model's own
+    matrix reasoning decides, whatever the welfare order (here GTAlign has the higher welfare and broken reasoning,
+    as the published reward left it in the ablation the README reports)."""
+    from gtalign.config import load_typed_params
+
+    cfg = load_typed_params(REPO_ROOT / "params.yaml", presets=[REPO_ROOT / "configs" / "presets" / "paper.yaml"])
+    cfg = cfg.registry
+    assert cfg.candidates == ["cobb_douglas", "consistency"] and cfg.gate.floors == {"matrix_analyze_mean": 0.9}
+    evaluation = {
+        "cobb_douglas/welfare_mean": 0.418,
+        "cobb_douglas/matrix_analyze_mean": 0.321,
+        "consistency/welfare_mean": 0.399,
+        "consistency/matrix_analyze_mean": 0.957,
+    }
+    for variant in ("cobb_douglas", "consistency"):
+        evaluation |= {f"{variant}/answer/math-hard": 0.5, f"{variant}/welfare/math-hard": 0.4}
+        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
+    (root / "artifacts" / "metrics").mkdir(parents=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    registration, decision = registry.release(root, cfg, tracking_uri=uri)
+    assert (registration.version, decision.champion) == ("2", "2")
+    written = json.loads((root / cfg.decision_file).read_text())["candidates"]
+    assert written["cobb_douglas"]["decision"] == "rejected" and written["cobb_douglas"]["champion"] is None
+    assert written["cobb_douglas"]["reasons"] == ["matrix_analyze_mean 0.3210 < floor 0.9000"]
+    assert written["consistency"]["decision"] == "promoted"
+    assert registry.metrics_of(registry.client_for(uri).get_model_version(MODEL_NAME, "2"))[
+        "matrix_analyze_mean"
+    ] == pytest.approx(0.957)
