@@ -481,17 +481,17 @@ def gate(
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
     if metric not in challenger:
         return GateResult(False, (f"challenger v{challenger_version} has no {metric!r} metric",))
-    floors = dict(sorted((floors or {}).items()))
-    below = [
-        f"{key} missing for challenger (floor {floor:.4f})"
-        if key not in challenger
-        else f"{key} {challenger[key]:.4f} < floor {floor:.4f}"
-        for key, floor in floors.items()
-        if key not in challenger or challenger[key] < floor - _EPS
-    ]
+    below: list[str] = []
+    reached: list[str] = []
+    for key, floor in sorted((floors or {}).items()):
+        if key not in challenger:
+            below.append(f"{key} missing for challenger (floor {floor:.4f})")
+        elif challenger[key] < floor - _EPS:
+            below.append(f"{key} {challenger[key]:.4f} < floor {floor:.4f}")
+        else:
+            reached.append(f"{key} {challenger[key]:.4f} >= floor {floor:.4f}")
     if below:
         return GateResult(False, tuple(below))
-    reached = tuple(f"{key} {challenger[key]:.4f} >= floor {floor:.4f}" for key, floor in floors.items())
     new = challenger[metric]
     if champion is None:
         return GateResult(

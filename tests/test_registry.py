@@ -589,8 +589,8 @@ def test_paper_preset_lets_the_gate_pick_the_variant_that_keeps_its_reasoning(ro
     as the published reward left it in the ablation the README reports)."""
     from gtalign.config import load_typed_params
 
-    cfg = load_typed_params(REPO_ROOT / "params.yaml", presets=[REPO_ROOT / "configs" / "presets" / "paper.yaml"])
-    cfg = cfg.registry
+    paper = [REPO_ROOT / "configs" / "presets" / "paper.yaml"]
+    cfg = load_typed_params(REPO_ROOT / "params.yaml", presets=paper).registry
     assert cfg.candidates == ["cobb_douglas", "consistency"] and cfg.gate.floors == {"matrix_analyze_mean": 0.9}
     evaluation = {
         "cobb_douglas/welfare_mean": 0.418,

@@ -71,9 +71,10 @@ def registered_model(
 @dg.asset_check(
     asset=registered_model,
     blocking=True,
-    description="The promotion gate: the challenger becomes champion only if its mean welfare beats the champion's "
-    "(or there is none) and no source's answer quality drops beyond the tolerance. Fails (and blocks `champion`) "
-    "on rejection; the decision and reasons are tagged on the model version either way.",
+    description="The promotion gate: the challenger becomes champion only if it reaches every registry.gate.floors "
+    "value, its mean welfare beats the champion's (or there is none) and no source's answer quality drops beyond the "
+    "tolerance. Fails (and blocks `champion`) on rejection; the decision and reasons are tagged on the model version "
+    "either way.",
 )
 def promotion_gate(
     config: PromotionGateConfig, project: ProjectResource, mlflow: MlflowResource
