@@ -612,3 +612,33 @@ def test_paper_preset_lets_the_gate_pick_the_variant_that_keeps_its_reasoning(ro
     assert registry.metrics_of(registry.client_for(uri).get_model_version(MODEL_NAME, "2"))[
         "matrix_analyze_mean"
     ] == pytest.approx(0.957)
+
+
+def test_cli_release_judges_each_candidate_like_the_demo(root: Path, uri: str, hf_dir: Path) -> None:
+    """`gtalign registry release` (the DVC stage) is `registry.release`: with `registry.candidates` it registers and
+    judges each in turn, floors included, as `gtalign demo` does; `--model-dir` cannot pick one of several."""
+    import typer
+    from typer.testing import CliRunner
+
+    from gtalign.cli.registry import registry_app
+
+    app = typer.Typer()
+    app.add_typer(registry_app, name="registry")
+    evaluation = {}
+    for variant, welfare, reasoning in (("cobb_douglas", 0.418, 0.321), ("consistency", 0.399, 0.957)):
+        evaluation |= {f"{variant}/welfare_mean": welfare, f"{variant}/matrix_analyze_mean": reasoning}
+        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
+    (root / "artifacts" / "metrics").mkdir(parents=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    (root / "params.yaml").write_text(
+        "registry:\n  candidates: [cobb_douglas, consistency]\n"
+        "  metric_keys: {welfare_mean: '{model}/welfare_mean', matrix_analyze_mean: '{model}/matrix_analyze_mean'}\n"
+        "  metric_prefixes: {}\n  gate: {floors: {matrix_analyze_mean: 0.9}}\n"
+    )
+    common = ["--root", str(root), "--tracking-uri", uri]
+    out = CliRunner().invoke(app, ["registry", "release", *common])
+    assert out.exit_code == 0, out.output
+    assert "candidate cobb_douglas: v1 rejected: matrix_analyze_mean 0.3210 < floor 0.9000" in out.output
+    assert "gtalign-assistant v2: PROMOTED (champion: v2)" in out.output
+    refused = CliRunner().invoke(app, ["registry", "release", *common, "--model-dir", str(hf_dir)])
+    assert refused.exit_code == 2 and "registry.candidates" in refused.output

@@ -15,10 +15,13 @@ import typer
 from gtalign.cli.options import ParamsFile, RootTracked
 from gtalign.cli.support import cli_params, exit_on
 from gtalign.registry import (
+    PromotionDecision,
+    Registration,
     RegistryError,
     describe,
     promote_from_params,
     register_from_params,
+    release,
     write_decision,
 )
 from gtalign.tracking import default_tracking_uri
@@ -63,9 +66,7 @@ def register_cmd(
             tracking_uri=tracking_uri or default_tracking_uri(root),
             steering=typed.steering,
         )
-    typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
-    for key, value in sorted(reg.metrics.items()):
-        typer.echo(f"  {key} = {value:.4f}")
+    _echo_registration(reg)
 
 
 @registry_app.command("promote")
@@ -87,9 +88,7 @@ def promote_cmd(
     with exit_on(RegistryError):
         decision = promote_from_params(p.registry, tracking_uri or default_tracking_uri(root), tolerance=tolerance)
     path = write_decision(decision, output or root / p.registry.decision_file)
-    typer.echo(f"{decision.name} v{decision.version}: {decision.decision.upper()} (champion: v{decision.champion})")
-    for reason in decision.reasons:
-        typer.echo(f"  - {reason}")
+    _echo_decision(decision)
     typer.echo(f"decision written to {path}")
     if fail_on_reject and not decision.promoted:
         raise typer.Exit(3)
@@ -105,8 +104,39 @@ def release_cmd(
     tracking_uri: Annotated[str | None, TRACKING_URI] = None,
 ) -> None:
     """register + promote in one command (the DVC stage)."""
-    register_cmd(root, params, model_dir, metrics, None, tracking_uri)
-    promote_cmd(root, params, None, output, False, tracking_uri)
+    # gtalign.registry.release, as the demo's last step: each of registry.candidates is registered and judged in turn
+    root = root.resolve()
+    typed = cli_params(root, params, optional=True)
+    if model_dir is not None and typed.registry.candidates:
+        raise typer.BadParameter(
+            f"registers one checkpoint, but registry.candidates names {typed.registry.candidates} "
+            "(each is artifacts/models/rl-<variant>); set registry.candidates=[] to register one",
+            param_hint="--model-dir",
+        )
+    overrides = {"model_dir": model_dir, "metrics_file": metrics, "decision_file": output}
+    cfg = typed.registry.model_copy(update={k: str(v) for k, v in overrides.items() if v is not None})
+    with exit_on(RegistryError):
+        reg, decision = release(
+            root, cfg, tracking_uri=tracking_uri or default_tracking_uri(root), steering=typed.steering
+        )
+    _echo_registration(reg)
+    path = root / cfg.decision_file
+    for variant, record in json.loads(path.read_text()).get("candidates", {}).items():
+        typer.echo(f"candidate {variant}: v{record['version']} {record['decision']}: {'; '.join(record['reasons'])}")
+    _echo_decision(decision)
+    typer.echo(f"decision written to {path}")
+
+
+def _echo_registration(reg: Registration) -> None:
+    typer.echo(f"registered {reg.name} v{reg.version} as @{reg.alias} ({reg.model_uri}, run {reg.run_id})")
+    for key, value in sorted(reg.metrics.items()):
+        typer.echo(f"  {key} = {value:.4f}")
+
+
+def _echo_decision(decision: PromotionDecision) -> None:
+    typer.echo(f"{decision.name} v{decision.version}: {decision.decision.upper()} (champion: v{decision.champion})")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
 
 
 @registry_app.command("show")
