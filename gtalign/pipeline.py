@@ -55,7 +55,7 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
             "register + promote",
             lambda: registry.release(
                 root, params.registry, tracking_uri=default_tracking_uri(root), steering=params.steering
-            )[1],
+            ).decision,
         ),
     ]
     recordable = params.as_in(root / DEFAULT_PARAMS)

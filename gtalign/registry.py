@@ -1,7 +1,8 @@
 """The MLflow model registry: log the trained policy as a pyfunc, register it as a challenger, promote by a gate.
 
-Three drivers (the `gtalign registry` CLI, the `dvc repro` stage, the Dagster `promotion_gate` check) all call the
-same two functions, so a release decision cannot depend on how it was launched:
+Three drivers (the `gtalign registry` CLI, the `dvc repro` stage, the Dagster `registered_model` asset) all call
+`release`, which runs the same two functions on each of `registry.candidates` in turn, so a release decision cannot
+depend on how it was launched:
 
 - `register(...)` logs the Hugging Face checkpoint as a models-from-code pyfunc (`gtalign/pyfunc_model.py`, with the
   `gtalign` package bundled as code), registers a new version of `gtalign-assistant`, gives it the alias
@@ -207,6 +208,32 @@ class RegistryConfig(BaseModel):
                 f"(have {sorted(self.metric_keys)})"
             )
         return self
+
+    def overridden(
+        self,
+        *,
+        model_dir: str | Path | None = None,
+        metrics_file: str | Path | None = None,
+        evaluated_model: str | None = None,
+        decision_file: str | Path | None = None,
+        tolerance: float | None = None,
+    ) -> RegistryConfig:
+        """This config with one run's overrides (CLI options, Dagster run config); unset keeps params.yaml's.
+
+        A checkpoint or evaluated name picks one model, which `candidates` already name: both at once is an error
+        rather than a silent choice of one."""
+        picked = {"model_dir": model_dir, "evaluated_model": evaluated_model}
+        if self.candidates and any(v is not None for v in picked.values()):
+            given = ", ".join(k for k, v in picked.items() if v is not None)
+            raise RegistryError(
+                f"{given} registers one checkpoint, but registry.candidates names {self.candidates} (each is "
+                "artifacts/models/rl-<variant>); set registry.candidates=[] to register one"
+            )
+        files = {"metrics_file": metrics_file, "decision_file": decision_file, **picked}
+        update: dict[str, Any] = {k: str(v) for k, v in files.items() if v is not None}
+        if tolerance is not None:
+            update["gate"] = self.gate.model_copy(update={"tolerance": tolerance})
+        return self.model_copy(update=update)
 
     def for_candidates(self) -> list[RegistryConfig]:
         """One config per candidate (its checkpoint and evaluated name), or this one when no candidates are set."""
@@ -661,23 +688,46 @@ def write_decision(
     return path
 
 
+@dataclass(frozen=True)
+class Release:
+    """What `release` did: each candidate's registration and the gate's decision on it, in the order judged."""
+
+    steps: tuple[tuple[str, Registration, PromotionDecision], ...]  # (evaluated model, registration, decision)
+
+    @property
+    def registration(self) -> Registration:
+        return self.steps[-1][1]
+
+    @property
+    def decision(self) -> PromotionDecision:
+        """The last decision: its `champion` is the champion after the whole release."""
+        return self.steps[-1][2]
+
+    @property
+    def crowned(self) -> bool:
+        """Whether one of this release's versions became champion (the Dagster gate check passes on it)."""
+        return any(decision.promoted for _, _, decision in self.steps)
+
+
 def release(
     root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None, steering: SteeringConfig | None = None
-) -> tuple[Registration, PromotionDecision]:
+) -> Release:
     """Register the configured checkpoint as `challenger`, run the gate, write the decision file (the DVC stage,
-    `gtalign registry release`, and the last step of `gtalign demo`); `steering` as in `register_from_params`.
+    `gtalign registry release`, the Dagster `registered_model` asset and the last step of `gtalign demo`);
+    `steering` as in `register_from_params`.
 
     With `registry.candidates` (e.g. GTAlign and its matrix-consistency variant) each candidate in turn is
     registered and judged against the champion so far: the gate, not a person, picks which variant serves. The
-    last registration and decision are returned; the decision file lists every candidate's."""
+    decision file holds the last decision and, with candidates, every candidate's."""
     uri = tracking_uri or default_tracking_uri(root)
-    decisions: list[tuple[str, PromotionDecision]] = []
+    steps: list[tuple[str, Registration, PromotionDecision]] = []
     for candidate in cfg.for_candidates():
         registration = register_from_params(root, candidate, tracking_uri=uri, steering=steering)
-        decisions.append((candidate.evaluated_model, promote_from_params(candidate, uri)))
-    decision = decisions[-1][1]
-    write_decision(decision, Path(root) / cfg.decision_file, decisions if cfg.candidates else ())
-    return registration, decision
+        steps.append((candidate.evaluated_model, registration, promote_from_params(candidate, uri)))
+    done = Release(tuple(steps))
+    candidates = [(variant, decision) for variant, _, decision in steps] if cfg.candidates else ()
+    write_decision(done.decision, Path(root) / cfg.decision_file, candidates)
+    return done
 
 
 def champion_uri(name: str = MODEL_NAME) -> str:

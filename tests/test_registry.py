@@ -490,7 +490,8 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Dagster: registered_model -> promotion_gate (blocking) -> champion
 # ---------------------------------------------------------------------------------------------------------------
-def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> None:
+def dagster_registry(root: Path, uri: str) -> tuple[list[Any], dict[str, Any]]:
+    """The registry assets and check behind a stand-in `evaluation` asset (the test writes its metrics file)."""
     import dagster as dg
 
     from pipelines.defs import registry as reg_defs
@@ -498,16 +499,25 @@ def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> Non
 
     @dg.asset(name="evaluation")
     def evaluation() -> None:
-        """Stands in for the evaluation asset (another module); the test writes its metrics file."""
+        """Stands in for the evaluation asset (another module)."""
 
     resources = {"project": ProjectResource(root=str(root)), "mlflow": MlflowResource(tracking_uri=uri)}
     defs = dg.Definitions(
         assets=[evaluation, *reg_defs.ASSETS], asset_checks=reg_defs.ASSET_CHECKS, resources=resources
     )
     dg.Definitions.validate_loadable(defs)
-    selection = [evaluation, *reg_defs.ASSETS, *reg_defs.ASSET_CHECKS]
-    instance = dg.DagsterInstance.ephemeral()
+    return [evaluation, *reg_defs.ASSETS, *reg_defs.ASSET_CHECKS], resources
 
+
+def materialized(result: Any) -> set[str]:
+    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+
+
+def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> None:
+    import dagster as dg
+
+    selection, resources = dagster_registry(root, uri)
+    instance = dg.DagsterInstance.ephemeral()
     write_project(root, hf_dir, {"gtalign/welfare_mean": 0.4, "gtalign/answer/math-hard": 0.6})
     first = dg.materialize(selection, resources=resources, instance=instance)
     assert first.success
@@ -521,9 +531,47 @@ def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> Non
     [check] = second.get_asset_check_evaluations()
     assert not check.passed and check.metadata["decision"].value == "rejected"
     assert check.description == "welfare_mean 0.3000 <= champion v1 0.4000"
-    keys = {m.asset_key for m in second.get_asset_materialization_events()}
-    assert dg.AssetKey("registered_model") in keys and dg.AssetKey("champion") not in keys  # blocked
+    assert materialized(second) == {"evaluation", "registered_model"}  # champion blocked
     assert alias_version(uri, CHAMPION) == "1" and alias_version(uri, CHALLENGER) == "2"
+
+
+def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str, hf_dir: Path) -> None:
+    """The `paper` job's registry step is `registry.release`: each of `registry.candidates` is registered and gated
+    in turn, floors included; the check passes when one of them became champion, and picking one checkpoint by run
+    config while candidates are set fails the asset."""
+    import dagster as dg
+
+    selection, resources = dagster_registry(root, uri)
+    instance = dg.DagsterInstance.ephemeral()
+    evaluation = {}
+    for variant, welfare, reasoning in (("cobb_douglas", 0.418, 0.321), ("consistency", 0.399, 0.957)):
+        evaluation |= {f"{variant}/welfare_mean": welfare, f"{variant}/matrix_analyze_mean": reasoning}
+        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
+    (root / "artifacts" / "metrics").mkdir(parents=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    (root / "params.yaml").write_text(
+        "registry:\n  candidates: [cobb_douglas, consistency]\n  serving: {max_new_tokens: 6}\n"
+        "  metric_keys: {welfare_mean: '{model}/welfare_mean', matrix_analyze_mean: '{model}/matrix_analyze_mean'}\n"
+        "  metric_prefixes: {}\n  gate: {floors: {matrix_analyze_mean: 0.9}}\n"
+    )
+    result = dg.materialize(selection, resources=resources, instance=instance)
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["champion"].value == "2"
+    assert check.description == (
+        "cobb_douglas v1 rejected: matrix_analyze_mean 0.3210 < floor 0.9000 | "
+        "consistency v2 promoted: no champion yet; v2 is the first (welfare_mean 0.3990); "
+        "matrix_analyze_mean 0.9570 >= floor 0.9000"
+    )
+    assert "champion" in materialized(result) and alias_version(uri, CHAMPION) == "2"
+    assert json.loads((root / "artifacts" / "metrics" / "promotion.json").read_text())["champion"] == "2"
+
+    picked = {"ops": {"registered_model": {"config": {"model_dir": str(hf_dir)}}}}
+    refused = dg.materialize(
+        selection, resources=resources, instance=instance, run_config=picked, raise_on_error=False
+    )
+    assert not refused.success and materialized(refused) == {"evaluation"}
+    [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "model_dir registers one checkpoint, but registry.candidates names" in str(failure.event_specific_data)
 
 
 def test_release_lets_the_gate_pick_among_candidate_variants(root: Path, uri: str, hf_dir: Path) -> None:
@@ -540,8 +588,9 @@ def test_release_lets_the_gate_pick_among_candidate_variants(root: Path, uri: st
     for variant in ("cobb_douglas", "consistency"):
         shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
     cfg = RegistryConfig(candidates=["cobb_douglas", "consistency"])
-    registration, decision = registry.release(root, cfg, tracking_uri=uri)
-    assert (registration.version, decision.version, decision.champion) == ("2", "2", "2")
+    done = registry.release(root, cfg, tracking_uri=uri)
+    assert (done.registration.version, done.decision.version, done.decision.champion) == ("2", "2", "2")
+    assert [(v, d.decision) for v, _, d in done.steps] == [("cobb_douglas", "promoted"), ("consistency", "promoted")]
     assert tags_of(uri, "1")[registry.EVALUATED_MODEL_TAG] == "cobb_douglas"
     assert tags_of(uri, "2")[registry.EVALUATED_MODEL_TAG] == "consistency"
     written = json.loads((root / cfg.decision_file).read_text())
@@ -603,8 +652,8 @@ def test_paper_preset_lets_the_gate_pick_the_variant_that_keeps_its_reasoning(ro
         shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
     (root / "artifacts" / "metrics").mkdir(parents=True)
     (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
-    registration, decision = registry.release(root, cfg, tracking_uri=uri)
-    assert (registration.version, decision.champion) == ("2", "2")
+    done = registry.release(root, cfg, tracking_uri=uri)
+    assert (done.registration.version, done.decision.champion, done.crowned) == ("2", "2", True)
     written = json.loads((root / cfg.decision_file).read_text())["candidates"]
     assert written["cobb_douglas"]["decision"] == "rejected" and written["cobb_douglas"]["champion"] is None
     assert written["cobb_douglas"]["reasons"] == ["matrix_analyze_mean 0.3210 < floor 0.9000"]

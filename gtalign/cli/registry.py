@@ -107,24 +107,20 @@ def release_cmd(
     # gtalign.registry.release, as the demo's last step: each of registry.candidates is registered and judged in turn
     root = root.resolve()
     typed = cli_params(root, params, optional=True)
-    if model_dir is not None and typed.registry.candidates:
-        raise typer.BadParameter(
-            f"registers one checkpoint, but registry.candidates names {typed.registry.candidates} "
-            "(each is artifacts/models/rl-<variant>); set registry.candidates=[] to register one",
-            param_hint="--model-dir",
-        )
-    overrides = {"model_dir": model_dir, "metrics_file": metrics, "decision_file": output}
-    cfg = typed.registry.model_copy(update={k: str(v) for k, v in overrides.items() if v is not None})
+    try:
+        cfg = typed.registry.overridden(model_dir=model_dir, metrics_file=metrics, decision_file=output)
+    except RegistryError as e:
+        raise typer.BadParameter(str(e), param_hint="--model-dir") from None
     with exit_on(RegistryError):
-        reg, decision = release(
-            root, cfg, tracking_uri=tracking_uri or default_tracking_uri(root), steering=typed.steering
-        )
-    _echo_registration(reg)
-    path = root / cfg.decision_file
-    for variant, record in json.loads(path.read_text()).get("candidates", {}).items():
-        typer.echo(f"candidate {variant}: v{record['version']} {record['decision']}: {'; '.join(record['reasons'])}")
-    _echo_decision(decision)
-    typer.echo(f"decision written to {path}")
+        done = release(root, cfg, tracking_uri=tracking_uri or default_tracking_uri(root), steering=typed.steering)
+    _echo_registration(done.registration)
+    if cfg.candidates:
+        for variant, registration, decision in done.steps:
+            typer.echo(
+                f"candidate {variant}: v{registration.version} {decision.decision}: {'; '.join(decision.reasons)}"
+            )
+    _echo_decision(done.decision)
+    typer.echo(f"decision written to {root / cfg.decision_file}")
 
 
 def _echo_registration(reg: Registration) -> None:

@@ -1,9 +1,9 @@
 """Registry assets: evaluation -> registered_model (challenger) -> promotion_gate (blocking check) -> champion.
 
-Thin wiring over `gtalign.registry`: `registered_model` calls `register_from_params`, the `promotion_gate` check
-calls `promote_from_params` (the same gate as `gtalign registry promote` and the DVC stage), and `champion` reports
-the version the gate crowned. The gate runs in the check, not in `champion`, because its decision must be recorded
-on the model version both ways: a rejection fails the check, which blocks `champion` from materialising.
+Thin wiring over `gtalign.registry`: `registered_model` calls `release`, the same function as `gtalign registry
+release`, the DVC stage and `gtalign demo`: it registers the checkpoint (or each of `registry.candidates` in turn)
+and runs the gate on each, which records its decision on the model version both ways. The `promotion_gate` check
+reports that release: it passes when one of its versions became champion, and a failure blocks `champion`.
 """
 
 import dagster as dg
@@ -13,17 +13,16 @@ from gtalign.config import parse_params
 from pipelines.defs.resources import MlflowResource, ProjectResource
 
 GROUP = "registry"
+_RELEASE_KEY = "release"  # registered_model's output: the check reads the release it judges from it
 
 
 class RegisterRunConfig(dg.Config):
-    """Per-run overrides of params.yaml `registry:` (unset = params.yaml)."""
+    """Per-run overrides of params.yaml `registry:` (unset = params.yaml); `model_dir` / `evaluated_model` pick one
+    checkpoint, so they are an error while `registry.candidates` names several."""
 
     model_dir: str | None = None
     metrics_file: str | None = None
     evaluated_model: str | None = None
-
-
-class PromotionGateConfig(dg.Config):
     tolerance: float | None = None
 
 
@@ -39,21 +38,24 @@ def _uri(project: ProjectResource, mlflow: MlflowResource) -> str:
     deps=[dg.AssetKey("evaluation")],
     description="The trained policy logged as an MLflow pyfunc (models-from-code over the HF checkpoint), "
     "registered as a new `gtalign-assistant` version with the alias `challenger`, tagged with its evaluation "
-    "metrics and the DVC data version.",
+    "metrics and the DVC data version, and judged by the promotion gate; with `registry.candidates` each variant in "
+    "turn (`gtalign.registry.release`).",
 )
 def registered_model(
     config: RegisterRunConfig, project: ProjectResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     params = parse_params(project.params())
-    reg = registry.register_from_params(
-        project.path,
-        params.registry,
-        model_dir=config.model_dir,
-        metrics_file=config.metrics_file,
-        evaluated_model=config.evaluated_model,
-        tracking_uri=_uri(project, mlflow),
-        steering=params.steering,
-    )
+    try:
+        cfg = params.registry.overridden(
+            model_dir=config.model_dir,
+            metrics_file=config.metrics_file,
+            evaluated_model=config.evaluated_model,
+            tolerance=config.tolerance,
+        )
+    except registry.RegistryError as e:
+        raise dg.Failure(str(e)) from None
+    done = registry.release(project.path, cfg, tracking_uri=_uri(project, mlflow), steering=params.steering)
+    reg, decision = done.registration, done.decision
     return dg.MaterializeResult(
         metadata={
             "model_name": reg.name,
@@ -62,6 +64,15 @@ def registered_model(
             "alias": reg.alias,
             "data_version": reg.data_version or "unknown",
             "mlflow_run_id": reg.run_id,
+            "champion": decision.champion or "none",
+            _RELEASE_KEY: dg.MetadataValue.json(
+                {
+                    "crowned": done.crowned,
+                    "tolerance": decision.tolerance,
+                    "previous_champion": done.steps[0][2].previous_champion,
+                    "steps": [{"variant": v, "version": r.version, **d.to_dict()} for v, r, d in done.steps],
+                }
+            ),
             **{f"metric/{k}": v for k, v in reg.metrics.items()},
         },
         data_version=dg.DataVersion(f"{reg.name}/{reg.version}"),
@@ -71,27 +82,29 @@ def registered_model(
 @dg.asset_check(
     asset=registered_model,
     blocking=True,
-    description="The promotion gate: the challenger becomes champion only if it reaches every registry.gate.floors "
-    "value, its mean welfare beats the champion's (or there is none) and no source's answer quality drops beyond the "
-    "tolerance. Fails (and blocks `champion`) on rejection; the decision and reasons are tagged on the model version "
-    "either way.",
+    description="The promotion gate's verdict on this release: a challenger became champion only if it reached "
+    "every registry.gate.floors value, its mean welfare beat the champion's (or there was none) and no source's "
+    "answer quality dropped beyond the tolerance. Fails (and blocks `champion`) when no version of the release was "
+    "promoted; the decisions and reasons are tagged on the model versions either way.",
 )
-def promotion_gate(
-    config: PromotionGateConfig, project: ProjectResource, mlflow: MlflowResource
-) -> dg.AssetCheckResult:
-    cfg = parse_params(project.params()).registry
-    decision = registry.promote_from_params(cfg, _uri(project, mlflow), tolerance=config.tolerance)
-    registry.write_decision(decision, project.path / cfg.decision_file)
+def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(registered_model.key)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure("registered_model has not been materialised: there is no release to judge")
+    done = event.asset_materialization.metadata[_RELEASE_KEY].value
+    steps = done["steps"]
+    lines = [f"{s['variant']} v{s['version']} {s['decision']}: {'; '.join(s['reasons'])}" for s in steps]
     return dg.AssetCheckResult(
-        passed=decision.promoted,
+        passed=done["crowned"],
         severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(decision.reasons),
+        description="; ".join(steps[0]["reasons"]) if len(steps) == 1 else " | ".join(lines),
         metadata={
-            "decision": decision.decision,
-            "challenger": decision.version,
-            "previous_champion": decision.previous_champion or "none",
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
-            "tolerance": decision.tolerance,
+            "decision": "promoted" if done["crowned"] else "rejected",
+            "challenger": steps[-1]["version"],
+            "champion": steps[-1]["champion"] or "none",
+            "previous_champion": done["previous_champion"] or "none",
+            "reasons": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines)),
+            "tolerance": done["tolerance"],
         },
     )
 
