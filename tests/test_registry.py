@@ -536,9 +536,9 @@ def test_dagster_gate_blocks_champion(root: Path, uri: str, hf_dir: Path) -> Non
 
 
 def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str, hf_dir: Path) -> None:
-    """The `paper` job's registry step is `registry.release`: each of `registry.candidates` is registered and gated
-    in turn, floors included; the check passes when one of them became champion, and picking one checkpoint by run
-    config while candidates are set fails the asset."""
+    """The `paper` job's registry step is `registry.release` over the preset: each of `registry.candidates` is
+    registered and gated in turn, floors included; the check passes when one of them became champion, and picking
+    one checkpoint by run config while candidates are set fails the asset."""
     import dagster as dg
 
     selection, resources = dagster_registry(root, uri)
@@ -550,11 +550,17 @@ def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str
     (root / "artifacts" / "metrics").mkdir(parents=True)
     (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
     (root / "params.yaml").write_text(
-        "registry:\n  candidates: [cobb_douglas, consistency]\n  serving: {max_new_tokens: 6}\n"
-        "  metric_keys: {welfare_mean: '{model}/welfare_mean', matrix_analyze_mean: '{model}/matrix_analyze_mean'}\n"
-        "  metric_prefixes: {}\n  gate: {floors: {matrix_analyze_mean: 0.9}}\n"
+        "registry:\n  serving: {max_new_tokens: 6}\n  metric_keys: {welfare_mean: '{model}/welfare_mean'}\n"
+        "  metric_prefixes: {}\n"
     )
-    result = dg.materialize(selection, resources=resources, instance=instance)
+    (root / "paper.yaml").write_text(  # as configs/presets/paper.yaml, which the `paper` job gives this asset
+        "registry:\n  candidates: [cobb_douglas, consistency]\n"
+        "  metric_keys: {matrix_analyze_mean: '{model}/matrix_analyze_mean'}\n"
+        "  gate: {floors: {matrix_analyze_mean: 0.9}}\n"
+    )
+    preset = {"presets": ["paper.yaml"]}
+    run_config = {"ops": {"registered_model": {"config": preset}}}
+    result = dg.materialize(selection, resources=resources, instance=instance, run_config=run_config)
     [check] = result.get_asset_check_evaluations()
     assert check.passed and check.metadata["champion"].value == "2"
     assert check.description == (
@@ -565,7 +571,7 @@ def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str
     assert "champion" in materialized(result) and alias_version(uri, CHAMPION) == "2"
     assert json.loads((root / "artifacts" / "metrics" / "promotion.json").read_text())["champion"] == "2"
 
-    picked = {"ops": {"registered_model": {"config": {"model_dir": str(hf_dir)}}}}
+    picked = {"ops": {"registered_model": {"config": {**preset, "model_dir": str(hf_dir)}}}}
     refused = dg.materialize(
         selection, resources=resources, instance=instance, run_config=picked, raise_on_error=False
     )

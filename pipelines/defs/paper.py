@@ -3,7 +3,8 @@ reward baselines user-only, llm-only, linear of Table 5; GTAlign's other RL seed
 trained from the same SFT model, and the evaluation over all of them on the same prompts.
 
 The variants run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper`
-job gives the evaluation asset the preset through its run config, so both read the variant list from one file.
+job gives the evaluation and registered_model assets the preset through their run config, so all read the variant
+list and the registry candidates from one file.
 """
 
 from collections.abc import Sequence
@@ -62,4 +63,6 @@ def paper_baselines(
     return dg.MaterializeResult(metadata=metadata)
 
 
-PAPER_RUN_CONFIG = {"ops": {"evaluation": {"config": {"presets": [PAPER_PRESET]}}}}
+PAPER_RUN_CONFIG = {
+    "ops": {op: {"config": {"presets": [PAPER_PRESET]}} for op in ("evaluation", "registered_model")}
+}  # the evaluation covers every variant; the release lets the gate pick among the preset's candidates

@@ -7,6 +7,7 @@ reports that release: it passes when one of its versions became champion, and a 
 """
 
 import dagster as dg
+from pydantic import Field
 
 from gtalign import registry
 from gtalign.config import parse_params
@@ -17,9 +18,11 @@ _RELEASE_KEY = "release"  # registered_model's output: the check reads the relea
 
 
 class RegisterRunConfig(dg.Config):
-    """Per-run overrides of params.yaml `registry:` (unset = params.yaml); `model_dir` / `evaluated_model` pick one
+    """Per-run overrides of params.yaml `registry:` (unset = params.yaml): presets overlaid first (the `paper` job's,
+    whose candidates the gate then picks among), then single keys; `model_dir` / `evaluated_model` pick one
     checkpoint, so they are an error while `registry.candidates` names several."""
 
+    presets: list[str] = Field(default_factory=list)
     model_dir: str | None = None
     metrics_file: str | None = None
     evaluated_model: str | None = None
@@ -44,7 +47,7 @@ def _uri(project: ProjectResource, mlflow: MlflowResource) -> str:
 def registered_model(
     config: RegisterRunConfig, project: ProjectResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    params = parse_params(project.params())
+    params = parse_params(project.params(presets=config.presets))
     try:
         cfg = params.registry.overridden(
             model_dir=config.model_dir,
