@@ -490,6 +490,16 @@ def test_cli_register_promote_show(root: Path, uri: str, hf_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Dagster: registered_model -> promotion_gate (blocking) -> champion
 # ---------------------------------------------------------------------------------------------------------------
+def write_ablation_candidates(root: Path, hf_dir: Path) -> None:
+    """The ablation as measured (stop 17): GTAlign with higher welfare and broken reasoning, consistency with both."""
+    evaluation = {}
+    for variant, welfare, reasoning in (("cobb_douglas", 0.418, 0.321), ("consistency", 0.399, 0.957)):
+        evaluation |= {f"{variant}/welfare_mean": welfare, f"{variant}/matrix_analyze_mean": reasoning}
+        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
+    (root / "artifacts" / "metrics").mkdir(parents=True)
+    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+
+
 def dagster_registry(root: Path, uri: str) -> tuple[list[Any], dict[str, Any]]:
     """The registry assets and check behind a stand-in `evaluation` asset (the test writes its metrics file)."""
     import dagster as dg
@@ -543,12 +553,7 @@ def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str
 
     selection, resources = dagster_registry(root, uri)
     instance = dg.DagsterInstance.ephemeral()
-    evaluation = {}
-    for variant, welfare, reasoning in (("cobb_douglas", 0.418, 0.321), ("consistency", 0.399, 0.957)):
-        evaluation |= {f"{variant}/welfare_mean": welfare, f"{variant}/matrix_analyze_mean": reasoning}
-        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
-    (root / "artifacts" / "metrics").mkdir(parents=True)
-    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    write_ablation_candidates(root, hf_dir)
     (root / "params.yaml").write_text(
         "registry:\n  serving: {max_new_tokens: 6}\n  metric_keys: {welfare_mean: '{model}/welfare_mean'}\n"
         "  metric_prefixes: {}\n"
@@ -679,12 +684,7 @@ def test_cli_release_judges_each_candidate_like_the_demo(root: Path, uri: str, h
 
     app = typer.Typer()
     app.add_typer(registry_app, name="registry")
-    evaluation = {}
-    for variant, welfare, reasoning in (("cobb_douglas", 0.418, 0.321), ("consistency", 0.399, 0.957)):
-        evaluation |= {f"{variant}/welfare_mean": welfare, f"{variant}/matrix_analyze_mean": reasoning}
-        shutil.copytree(hf_dir, root / "artifacts" / "models" / f"rl-{variant}")
-    (root / "artifacts" / "metrics").mkdir(parents=True)
-    (root / "artifacts" / "metrics" / "evaluation.json").write_text(json.dumps(evaluation))
+    write_ablation_candidates(root, hf_dir)
     (root / "params.yaml").write_text(
         "registry:\n  candidates: [cobb_douglas, consistency]\n"
         "  metric_keys: {welfare_mean: '{model}/welfare_mean', matrix_analyze_mean: '{model}/matrix_analyze_mean'}\n"
