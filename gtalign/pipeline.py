@@ -53,9 +53,11 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
         ("evaluation + report", lambda: evaluation_stage(root, params)),
         (
             "register + promote",
-            lambda: registry.release(
-                root, params.registry, tracking_uri=default_tracking_uri(root), steering=params.steering
-            ).decision,
+            lambda: (
+                registry.release(
+                    root, params.registry, tracking_uri=default_tracking_uri(root), steering=params.steering
+                ).decision
+            ),
         ),
     ]
     recordable = params.as_in(root / DEFAULT_PARAMS)

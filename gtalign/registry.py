@@ -708,6 +708,26 @@ class Release:
         """Whether one of this release's versions became champion (the Dagster gate check passes on it)."""
         return any(decision.promoted for _, _, decision in self.steps)
 
+    def lines(self) -> list[str]:
+        """One line per candidate: `<variant>: v<version> <decision>: <reasons>` (the CLI and the Dagster check)."""
+        return [
+            f"{variant}: v{registration.version} {decision.decision}: {'; '.join(decision.reasons)}"
+            for variant, registration, decision in self.steps
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The release as JSON-able data, with a one-line `description` (one version: its reasons)."""
+        single = len(self.steps) == 1
+        return {
+            "crowned": self.crowned,
+            "champion": self.decision.champion,
+            "previous_champion": self.steps[0][2].previous_champion,
+            "tolerance": self.decision.tolerance,
+            "description": "; ".join(self.decision.reasons) if single else " | ".join(self.lines()),
+            "lines": self.lines(),
+            "steps": [{"variant": v, "version": r.version, **d.to_dict()} for v, r, d in self.steps],
+        }
+
 
 def release(
     root: Path, cfg: RegistryConfig, *, tracking_uri: str | None = None, steering: SteeringConfig | None = None

@@ -569,8 +569,8 @@ def test_dagster_release_judges_each_candidate_like_the_cli(root: Path, uri: str
     [check] = result.get_asset_check_evaluations()
     assert check.passed and check.metadata["champion"].value == "2"
     assert check.description == (
-        "cobb_douglas v1 rejected: matrix_analyze_mean 0.3210 < floor 0.9000 | "
-        "consistency v2 promoted: no champion yet; v2 is the first (welfare_mean 0.3990); "
+        "cobb_douglas: v1 rejected: matrix_analyze_mean 0.3210 < floor 0.9000 | "
+        "consistency: v2 promoted: no champion yet; v2 is the first (welfare_mean 0.3990); "
         "matrix_analyze_mean 0.9570 >= floor 0.9000"
     )
     assert "champion" in materialized(result) and alias_version(uri, CHAMPION) == "2"

@@ -115,10 +115,8 @@ def release_cmd(
         done = release(root, cfg, tracking_uri=tracking_uri or default_tracking_uri(root), steering=typed.steering)
     _echo_registration(done.registration)
     if cfg.candidates:
-        for variant, registration, decision in done.steps:
-            typer.echo(
-                f"candidate {variant}: v{registration.version} {decision.decision}: {'; '.join(decision.reasons)}"
-            )
+        for line in done.lines():
+            typer.echo(f"candidate {line}")
     _echo_decision(done.decision)
     typer.echo(f"decision written to {root / cfg.decision_file}")
 

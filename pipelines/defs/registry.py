@@ -58,7 +58,7 @@ def registered_model(
     except registry.RegistryError as e:
         raise dg.Failure(str(e)) from None
     done = registry.release(project.path, cfg, tracking_uri=_uri(project, mlflow), steering=params.steering)
-    reg, decision = done.registration, done.decision
+    reg = done.registration
     return dg.MaterializeResult(
         metadata={
             "model_name": reg.name,
@@ -67,15 +67,8 @@ def registered_model(
             "alias": reg.alias,
             "data_version": reg.data_version or "unknown",
             "mlflow_run_id": reg.run_id,
-            "champion": decision.champion or "none",
-            _RELEASE_KEY: dg.MetadataValue.json(
-                {
-                    "crowned": done.crowned,
-                    "tolerance": decision.tolerance,
-                    "previous_champion": done.steps[0][2].previous_champion,
-                    "steps": [{"variant": v, "version": r.version, **d.to_dict()} for v, r, d in done.steps],
-                }
-            ),
+            "champion": done.decision.champion or "none",
+            _RELEASE_KEY: dg.MetadataValue.json(done.to_dict()),
             **{f"metric/{k}": v for k, v in reg.metrics.items()},
         },
         data_version=dg.DataVersion(f"{reg.name}/{reg.version}"),
@@ -94,19 +87,17 @@ def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResul
     event = context.instance.get_latest_materialization_event(registered_model.key)
     if event is None or event.asset_materialization is None:
         raise dg.Failure("registered_model has not been materialised: there is no release to judge")
-    done = event.asset_materialization.metadata[_RELEASE_KEY].value
-    steps = done["steps"]
-    lines = [f"{s['variant']} v{s['version']} {s['decision']}: {'; '.join(s['reasons'])}" for s in steps]
+    done = event.asset_materialization.metadata[_RELEASE_KEY].value  # gtalign.registry.Release.to_dict()
     return dg.AssetCheckResult(
         passed=done["crowned"],
         severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(steps[0]["reasons"]) if len(steps) == 1 else " | ".join(lines),
+        description=done["description"],
         metadata={
             "decision": "promoted" if done["crowned"] else "rejected",
-            "challenger": steps[-1]["version"],
-            "champion": steps[-1]["champion"] or "none",
+            "challenger": done["steps"][-1]["version"],
+            "champion": done["champion"] or "none",
             "previous_champion": done["previous_champion"] or "none",
-            "reasons": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines)),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {line}" for line in done["lines"])),
             "tolerance": done["tolerance"],
         },
     )
