@@ -8,6 +8,10 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export TOKENIZERS_PARALLELISM := false
+# pytest-xdist workers for `make test`: the demo's group on one, the other modules on the other (tests/conftest.py);
+# 0 runs the suite in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: install demo paper repro ui test test-fast lint format bench data clean
 
@@ -37,10 +41,10 @@ ui: $(STAMP)
 	$(BIN)/python -m pipelines.ui --port 3000
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gtalign pipelines tests benchmarks

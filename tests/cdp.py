@@ -9,9 +9,11 @@ person uses it rather than by calling its functions.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -104,9 +106,14 @@ class Page:
 
 @contextlib.contextmanager
 def headless_chromium(timeout: float = 30.0) -> Iterator[Page]:
-    """A fresh headless Chromium (its own profile in a temp dir) and its first page; both closed on exit."""
+    """A fresh headless Chromium (its own profile in a temp dir) and its first page; both closed on exit.
+
+    Chromium runs in its own process group, and the whole group is stopped before the profile is removed: its
+    helper processes (renderer, utility, crashpad) outlive the browser process for a moment and keep writing into
+    the profile, which once made the removal fail with `Directory not empty`."""
     binary = chromium_binary()
-    with tempfile.TemporaryDirectory(prefix="gtalign-chromium-") as profile, tempfile.TemporaryFile("w+") as log:
+    profile = tempfile.mkdtemp(prefix="gtalign-chromium-")
+    with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
             [
                 binary,
@@ -121,6 +128,7 @@ def headless_chromium(timeout: float = 30.0) -> Iterator[Page]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,  # a file, not a pipe: a chatty Chromium must never block on a full pipe
+            start_new_session=True,  # its own process group: stopped as a whole on exit
         )
         page: Page | None = None
         try:
@@ -134,12 +142,33 @@ def headless_chromium(timeout: float = 30.0) -> Iterator[Page]:
         finally:
             if page is not None:
                 page.close()
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            _stop_group(proc)
+            _remove_profile(Path(profile))
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to Chromium's process group, SIGKILL to what is left after 15 s; returns once the browser exited."""
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone: nothing to stop
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    with contextlib.suppress(ProcessLookupError):  # helpers that ignored SIGTERM
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _remove_profile(profile: Path, attempts: int = 5) -> None:
+    """Remove the profile; a helper that was still exiting may add a file during the first tries (then raise)."""
+    for attempt in range(attempts):
+        try:
+            shutil.rmtree(profile)
+            return
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def _devtools_port(path: Path, proc: subprocess.Popen[bytes], log: IO[str], timeout: float) -> int:
