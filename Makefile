@@ -8,10 +8,10 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export TOKENIZERS_PARALLELISM := false
-# pytest-xdist workers for `make test`: the demo's group on one, the other modules on the other (tests/conftest.py);
+# pytest-xdist workers for `make test`: the demo and its tests on one, the other modules on the other (tests/conftest.py);
 # 0 runs the suite in one process.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS)
 
 .PHONY: install demo paper repro ui test test-fast lint format bench data clean
 

@@ -21,23 +21,41 @@ from typing import Any
 import pytest
 import yaml
 from filelock import FileLock
+from xdist.scheduler import LoadFileScheduling
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: gtalign, dvc, dagster, accelerate
 
 
-DEMO_GROUP = "demo"
+# The modules whose tests need the demo run: under xdist (`make test`: -n 2) they are one unit of work, run first on
+# one worker while the other modules, each a unit (module fixtures built once), go to the other worker.
+DEMO_MODULES = ("tests/test_demo.py", "tests/test_train_slow.py", "tests/test_paper.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (`make test`: -n 2 --dist loadgroup)
+class DemoFirstScheduling(LoadFileScheduling):
+    """`--dist loadfile`, with the demo's modules as one unit at the head of the queue: the demo is about 20 of the
+    suite's 28 CPU-minutes on a 2-core box, so it starts at once and the rest fits beside it."""
+
+    def __init__(self, config: pytest.Config, log: Any = None) -> None:
+        config.option.loadscopereorder = False  # keep the collection order (below): the demo first
+        super().__init__(config, log)
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = super()._split_scope(nodeid)
+        return "demo" if module in DEMO_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> DemoFirstScheduling:
+    return DemoFirstScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test module (its module fixtures are built once), except that every test needing the
-    demo run, whatever its module, joins the `demo` group: one worker runs the demo once, the other runs the rest.
-    The demo group goes first, being the longest (about 20 of the suite's 28 CPU-minutes on a 2-core box)."""
+    """The demo's modules first; a test elsewhere that needs the demo run is an error (it would run the demo again on
+    the other worker)."""
     for item in items:
-        group = DEMO_GROUP if "demo_run" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "demo_run" not in item.fixturenames)  # stable: the order within each part stays
+        if "demo_run" in item.fixturenames and item.nodeid.split("::")[0] not in DEMO_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} uses demo_run: list its module in conftest.DEMO_MODULES")
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in DEMO_MODULES)  # stable: the rest keeps its order
 
 
 @pytest.fixture(scope="session")
