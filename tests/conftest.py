@@ -33,8 +33,8 @@ DEMO_MODULES = ("tests/test_demo.py", "tests/test_train_slow.py", "tests/test_pa
 
 
 class DemoFirstScheduling(LoadFileScheduling):
-    """`--dist loadfile`, with the demo's modules as one unit at the head of the queue: the demo is about 20 of the
-    suite's 28 CPU-minutes on a 2-core box, so it starts at once and the rest fits beside it."""
+    """`--dist loadfile`, with the demo's modules as one unit at the head of the queue: they are about 20 of the
+    suite's 27 minutes in one process on a 2-core box, so they start at once and the rest fits beside them."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         config.option.loadscopereorder = False  # keep the collection order (below): the demo first
