@@ -717,14 +717,14 @@ class Release:
 
     def to_dict(self) -> dict[str, Any]:
         """The release as JSON-able data, with a one-line `description` (one version: its reasons)."""
-        single = len(self.steps) == 1
+        lines = self.lines()
         return {
             "crowned": self.crowned,
             "champion": self.decision.champion,
             "previous_champion": self.steps[0][2].previous_champion,
             "tolerance": self.decision.tolerance,
-            "description": "; ".join(self.decision.reasons) if single else " | ".join(self.lines()),
-            "lines": self.lines(),
+            "description": "; ".join(self.decision.reasons) if len(self.steps) == 1 else " | ".join(lines),
+            "lines": lines,
             "steps": [{"variant": v, "version": r.version, **d.to_dict()} for v, r, d in self.steps],
         }
 
