@@ -9,6 +9,7 @@ params.yaml, a real `dvc pull`): `tests/test_demo.py` asserts the paper's direct
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,35 +28,51 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: gtalign, dvc, dagster, accelerate
 
 
-# The modules whose tests need the demo run: under xdist (`make test`: -n 2) they are one unit of work, run first on
-# one worker while the other modules, each a unit (module fixtures built once), go to the other worker.
-DEMO_MODULES = ("tests/test_demo.py", "tests/test_train_slow.py", "tests/test_paper.py")
+# The modules whose tests read the demo run. Under xdist (`make test`: -n 2) the demo runs once per session, shared by
+# the workers through a file lock (`demo_run`): DEMO_FIRST is one unit of work at the head of the queue, so the demo
+# starts at once on one worker while the other modules, each a unit (module fixtures built once), go to the other;
+# DEMO_LAST (which trains a baseline from the demo's SFT model) comes last, so whichever worker is free by then takes
+# it, waiting for the demo if it is still running, instead of lengthening the demo worker's queue.
+DEMO_FIRST = ("tests/test_demo.py", "tests/test_train_slow.py")
+DEMO_LAST = ("tests/test_paper.py",)
+DEMO_MODULES = DEMO_FIRST + DEMO_LAST
 
 
 class DemoFirstScheduling(LoadFileScheduling):
-    """`--dist loadfile`, with the demo's modules as one unit at the head of the queue: they are about 20 of the
-    suite's 27 minutes in one process on a 2-core box, so they start at once and the rest fits beside them."""
+    """`--dist loadfile`, with DEMO_FIRST as one unit at the head of the queue and DEMO_LAST at its end: the demo and
+    its readers are about 20 of the suite's 27 minutes in one process on a 2-core box."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
-        config.option.loadscopereorder = False  # keep the collection order (below): the demo first
+        config.option.loadscopereorder = False  # keep the collection order (below)
         super().__init__(config, log)
 
     def _split_scope(self, nodeid: str) -> str:
         module = super()._split_scope(nodeid)
-        return "demo" if module in DEMO_MODULES else module
+        return "demo" if module in DEMO_FIRST else module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> DemoFirstScheduling:
     return DemoFirstScheduling(config, log)
 
 
+def _module_rank(item: pytest.Item) -> int:
+    module = item.nodeid.split("::")[0]
+    return 0 if module in DEMO_FIRST else 2 if module in DEMO_LAST else 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The demo's modules first; a test elsewhere that needs the demo run is an error (it would run the demo again on
-    the other worker)."""
+    """DEMO_FIRST first, DEMO_LAST last; a test elsewhere that needs the demo run is an error (scheduled in the
+    middle, it would hold its worker idle until the demo ends)."""
     for item in items:
         if "demo_run" in item.fixturenames and item.nodeid.split("::")[0] not in DEMO_MODULES:
             raise pytest.UsageError(f"{item.nodeid} uses demo_run: list its module in conftest.DEMO_MODULES")
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in DEMO_MODULES)  # stable: the rest keeps its order
+    items.sort(key=_module_rank)  # stable: the rest keeps its order
+
+
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all workers of this session share (the xdist workers' common temp root; the basetemp without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +80,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repo's `data/` with the ten published sets, pulled with DVC when missing (one xdist worker at a time)."""
     from gtalign.data import RawDataMissingError, check_raw_data, pull_data  # local: a light conftest for every test
 
-    with FileLock(tmp_path_factory.getbasetemp().parent / "data-pull.lock"):  # the workers' shared temp root
+    with FileLock(session_dir(tmp_path_factory) / "data-pull.lock"):
         try:
             check_raw_data(REPO_ROOT / "data")
         except RawDataMissingError:
@@ -154,11 +171,18 @@ class DemoRun:
     output: str  # what `gtalign demo` printed (stdout + stderr)
     seconds: float
 
+    def guard(self) -> FileLock:
+        """Held by a test while it writes in the demo project (git, DVC) and by one that copies it, so that a copy
+        made on the other worker never sees half a write."""
+        return FileLock(self.root.parent / "demo-writes.lock")
+
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """`gtalign demo` in a fresh copy of the project: pull, curate, demonstrations, base, SFT, RL, steering,
-    evaluation + report, registration and promotion, tracked in the copy's own mlflow.db.
+    evaluation + report, registration and promotion, tracked in the copy's own mlflow.db. Run once per session: the
+    first worker to ask runs it under a file lock and records how it ended; the others wait and read that record
+    (a failed demo fails their tests with the same output, it is not run again).
 
     For a fast inner loop, `GTALIGN_TEST_DEMO_ROOT=<a clone where make demo ran, its output in demo.log>` reuses
     that run instead (read-only: the tests copy what they train from). CI never sets it."""
@@ -166,7 +190,23 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if reuse:
         root = Path(reuse).resolve()
         return DemoRun(root, (root / "demo.log").read_text(encoding="utf-8", errors="replace"), 0.0)
-    root = copy_project(tmp_path_factory.mktemp("demo"))
-    t0 = time.perf_counter()
-    proc = run_in([str(BIN / "gtalign"), "demo"], root, timeout=1800)
-    return DemoRun(root, proc.stdout + proc.stderr, time.perf_counter() - t0)
+    base = session_dir(tmp_path_factory) / "demo"
+    record = base / "demo-run.json"
+    with FileLock(session_dir(tmp_path_factory) / "demo-run.lock"):
+        if not record.exists():
+            base.mkdir()
+            root = copy_project(base)
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [str(BIN / "gtalign"), "demo"],
+                cwd=root,
+                env=project_env(root),
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            done = {"root": str(root), "output": proc.stdout + proc.stderr, "seconds": time.perf_counter() - t0}
+            record.write_text(json.dumps({**done, "returncode": proc.returncode}), encoding="utf-8")
+        ran = json.loads(record.read_text(encoding="utf-8"))
+    assert ran["returncode"] == 0, f"gtalign demo failed:\n{ran['output'][-6000:]}"
+    return DemoRun(Path(ran["root"]), ran["output"], ran["seconds"])

@@ -33,7 +33,8 @@ BASELINES = ("llm",)
 def paper_root(demo_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("paper") / "repo"
     skip = shutil.ignore_patterns(".dagster", "mlruns", "mlflow.db", "checkpoints", "rl-user", "rl-llm", "rl-linear")
-    shutil.copytree(demo_run.root, root, ignore=skip)
+    with demo_run.guard():  # the demo's own tests may be writing in it on the other worker
+        shutil.copytree(demo_run.root, root, ignore=skip)
     cmd = [str(BIN / "gtalign"), "train", "rl", "--no-track", "--no-eval", "--variant"]  # the dev eval: not needed
     for variant in BASELINES:
         run_in([*cmd, variant], root, timeout=1200)
