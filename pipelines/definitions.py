@@ -8,25 +8,26 @@ selection parser needs 4.13 (README: "Three ways to drive the pipeline").
 
 import dagster as dg
 
-from pipelines.defs import automation, data, evaluation, paper, registry, training
+from pipelines.defs import automation, data, evaluation, registry, training, variants
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 
 DATA_ASSETS = [data.raw_data, data.curated_data, data.sft_demonstrations, data.teacher_eval]
-ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, *evaluation.ASSETS, *registry.ASSETS]
+ASSETS = [*DATA_ASSETS, *training.TRAINING_ASSETS, variants.rl_variants, *evaluation.ASSETS, *registry.ASSETS]
 
 gtalign_pipeline = dg.define_asset_job(
     "gtalign_pipeline",
     selection=dg.AssetSelection.assets(*ASSETS),
     description="Everything, in order: data -> curation (+ expectations) -> demonstrations -> base model -> SFT -> "
-    "RL (GTAlign) -> pricing steering -> evaluation + report -> registered model -> promotion gate -> champion.",
+    "RL (GTAlign and its consistency variant) -> pricing steering -> evaluation + report -> registered models -> "
+    "promotion gate (it picks the variant) -> champion.",
 )
 data_job = dg.define_asset_job("data_only", selection=dg.AssetSelection.assets(*DATA_ASSETS))
 paper_job = dg.define_asset_job(
     "paper",
-    selection=dg.AssetSelection.assets(*ASSETS, paper.paper_baselines),
-    config=paper.PAPER_RUN_CONFIG,
-    description="The paper preset: gtalign_pipeline plus its other RL variants (reward baselines, seeds, the "
-    "consistency ablation), all evaluated.",
+    selection=dg.AssetSelection.assets(*ASSETS),
+    config=variants.PAPER_RUN_CONFIG,
+    description="The paper preset: gtalign_pipeline with its other RL variants too (reward baselines, seeds), all "
+    "evaluated.",
 )
 
 # One torch asset at a time (see TORCH_OP_TAGS); the cheap data assets still run in parallel.
@@ -35,7 +36,7 @@ executor = dg.multiprocess_executor.configured(
 )
 
 defs = dg.Definitions(
-    assets=[*ASSETS, paper.paper_baselines],
+    assets=ASSETS,
     asset_checks=[
         data.raw_data_expectations,
         data.curated_data_expectations,

@@ -40,11 +40,37 @@ def test_demo_prints_the_champion_and_where_the_report_is(demo_run):
     out = demo_run.output
     report = demo_run.root / "artifacts" / "report" / "report.md"
     assert str(report) in out.replace("\n", "")  # rich may wrap the long path
-    assert "champion v1" in out  # the first challenger has no champion to beat
-    assert "welfare · cobb_douglas" in out and "welfare · sft" in out
+    assert "welfare · cobb_douglas" in out and "welfare · consistency" in out and "welfare · sft" in out
     assert "direction · sft_format_validity" in out and "direction · cobb_douglas_beats_sft" in out
     promotion = json.loads((demo_run.root / "artifacts" / "metrics" / "promotion.json").read_text())
-    assert promotion["decision"] == "promoted" and promotion["champion"] == "1"
+    assert f"champion v{promotion['champion']}" in out
+
+
+def test_the_gate_picks_the_champion_among_the_variants_by_their_reasoning_and_welfare(demo_run):
+    """GTAlign (the published reward) and its matrix-consistency variant are registered in turn (cobb_douglas v1,
+    consistency v2); the gate's floor on the model's own matrix reasoning (`registry.gate.floors`, issue 13's 0.9)
+    comes before welfare, so a candidate under it is rejected, the first one over it (with no champion before it)
+    is crowned, and whichever is champion names its own matrix's optimum in >= 0.9 of its answers."""
+    from gtalign.config import load_typed_params
+
+    cfg = load_typed_params(demo_run.root / "params.yaml").registry
+    floor = cfg.gate.floors["matrix_analyze_mean"]
+    m = _evaluation(demo_run)
+    promotion = json.loads((demo_run.root / "artifacts" / "metrics" / "promotion.json").read_text())
+    judged = promotion["candidates"]
+    assert list(judged) == ["cobb_douglas", "consistency"] == cfg.candidates
+    seen = {v: (d["decision"], m[f"{v}/matrix_analyze_mean"], m[f"{v}/welfare_mean"]) for v, d in judged.items()}
+    print(seen)
+    champion = None
+    for variant, decision in judged.items():
+        if m[f"{variant}/matrix_analyze_mean"] < floor:
+            assert decision["decision"] == "rejected", seen
+        elif champion is None:
+            assert decision["decision"] == "promoted", seen
+        if decision["decision"] == "promoted":
+            champion = variant
+    assert champion is not None and promotion["champion"] == judged[champion]["champion"], seen
+    assert m[f"{champion}/matrix_analyze_mean"] >= floor  # issue 13: the champion keeps its matrix reasoning
 
 
 def test_sft_lifts_strict_format_validity_on_the_test_prompts(demo_run):
@@ -86,8 +112,8 @@ def test_every_stage_is_an_mlflow_run_and_evaluations_link_their_training_runs(d
     client = MlflowClient(tracking_uri=f"sqlite:///{demo_run.root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("gtalign").experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    expected = {"curate", "demonstrations", "base_model", "sft", "rl-cobb_douglas", "steering_eval"}
-    assert expected | {f"evaluate:{m}" for m in ("base", "sft", "cobb_douglas")} <= set(by_name)
+    expected = {"curate", "demonstrations", "base_model", "sft", "rl-cobb_douglas", "rl-consistency", "steering_eval"}
+    assert expected | {f"evaluate:{m}" for m in ("base", "sft", "cobb_douglas", "consistency")} <= set(by_name)
     for model, trained_by in (("sft", "sft"), ("cobb_douglas", "rl-cobb_douglas")):
         tags = by_name[f"evaluate:{model}"].data.tags
         assert tags["gtalign.evaluates_run"] == by_name[trained_by].info.run_id
@@ -205,26 +231,29 @@ def test_dvc_records_the_demo_as_dvc_repro_would(demo_run, tmp_path):
     `dvc metrics show` reads the demo's numbers, `dvc pull` works in place, and the trained models go to the
     `artifacts` remote and come back in a clone like the data does."""
     root = demo_run.root
-    printed = " ".join(demo_run.output.replace("│", " ").split())  # the summary table may wrap the value
-    assert "dvc.lock records every stage; `dvc status`: up to date" in printed
-    assert json.loads(_dvc(root, "status", "--json").stdout or "{}") == {}
-    shown = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
-    [workspace] = shown.values()
-    evaluation = workspace["data"]["artifacts/metrics/evaluation.json"]["data"]
-    assert evaluation["cobb_douglas/welfare_mean"] == _evaluation(demo_run)["cobb_douglas/welfare_mean"]
-    plots = json.loads(_dvc(root, "plots", "show", "--json").stdout)["data"]
-    assert "artifacts/plots/sft_loss.csv" in plots
-    _dvc(root, "pull", "--remote", "artifacts")  # nothing to fetch and nothing "unsaved" to refuse
-    # the models travel: push (to the default `artifacts` remote beside the project), clone, pull
-    _dvc(root, "push", "--remote", "artifacts")  # -r artifacts: the shared data store is never written
-    subprocess.run(["git", "add", "dvc.lock"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo"], cwd=root, check=True)
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
-    remote = (root.parent / "gtalign-artifacts").resolve()  # .dvc/config: ../../gtalign-artifacts from .dvc/
-    _dvc(clone, "remote", "modify", "--local", "artifacts", "url", str(remote))
-    _dvc(clone, "pull", "--remote", "artifacts")
-    model = "artifacts/models/rl-cobb_douglas/model.safetensors"
-    assert (clone / model).read_bytes() == (root / model).read_bytes()
-    assert json.loads(_dvc(clone, "status", "--json").stdout or "{}") == {}  # metrics and plots came along too
-    assert json.loads((clone / "artifacts/metrics/evaluation.json").read_text()) == _evaluation(demo_run)
+    with demo_run.guard():  # git and DVC write in the project: no copy of it meanwhile
+        printed = " ".join(demo_run.output.replace("│", " ").split())  # the summary table may wrap the value
+        assert "dvc.lock records every stage; `dvc status`: up to date" in printed
+        assert json.loads(_dvc(root, "status", "--json").stdout or "{}") == {}
+        shown = json.loads(_dvc(root, "metrics", "show", "--json").stdout)
+        [workspace] = shown.values()
+        evaluation = workspace["data"]["artifacts/metrics/evaluation.json"]["data"]
+        assert evaluation["cobb_douglas/welfare_mean"] == _evaluation(demo_run)["cobb_douglas/welfare_mean"]
+        plots = json.loads(_dvc(root, "plots", "show", "--json").stdout)["data"]
+        assert "artifacts/plots/sft_loss.csv" in plots
+        _dvc(root, "pull", "--remote", "artifacts")  # nothing to fetch and nothing "unsaved" to refuse
+        # the models travel: push (to the default `artifacts` remote beside the project), clone, pull
+        _dvc(root, "push", "--remote", "artifacts")  # -r artifacts: the shared data store is never written
+        subprocess.run(["git", "add", "dvc.lock"], cwd=root, check=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo"], cwd=root, check=True
+        )
+        clone = tmp_path / "clone"
+        subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+        remote = (root.parent / "gtalign-artifacts").resolve()  # .dvc/config: ../../gtalign-artifacts from .dvc/
+        _dvc(clone, "remote", "modify", "--local", "artifacts", "url", str(remote))
+        _dvc(clone, "pull", "--remote", "artifacts")
+        model = "artifacts/models/rl-cobb_douglas/model.safetensors"
+        assert (clone / model).read_bytes() == (root / model).read_bytes()
+        assert json.loads(_dvc(clone, "status", "--json").stdout or "{}") == {}  # metrics and plots came along too
+        assert json.loads((clone / "artifacts/metrics/evaluation.json").read_text()) == _evaluation(demo_run)

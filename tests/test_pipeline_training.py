@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from pipelines.defs.paper import paper_baselines
 from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.variants import PAPER_RUN_CONFIG, rl_variants
 
 # Stands in for `python -m gtalign.train.pipes_entry rl ...`: records its arguments and params, reports like rank 0.
 FAKE_ENTRY = """
@@ -69,7 +69,7 @@ def test_project_params_overlay_presets_then_run_config_overrides(tmp_path):
     assert params["sft"] == {"args": {"max_steps": 10}}
 
 
-def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, monkeypatch):
+def test_paper_variants_train_each_through_the_rl_pipes_path(tmp_path, monkeypatch):
     root = _paper_project(tmp_path)
     entry = tmp_path / "fake_entry.py"
     entry.write_text(FAKE_ENTRY)
@@ -77,14 +77,17 @@ def test_paper_baselines_train_each_variant_through_the_rl_pipes_path(tmp_path, 
     python.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "{entry}" "$@"\n')
     python.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(python))
+    resources = {
+        "project": ProjectResource(root=str(root)),
+        "mlflow": MlflowResource(tracking_uri="sqlite:///m.db"),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    }
+    # the default job: params.yaml's own variants (here none besides GTAlign, which rl_model trains)
+    assert dg.materialize([rl_variants], resources=resources, instance=dg.DagsterInstance.ephemeral()).success
+    assert not list(tmp_path.glob("call-*.json"))
+    paper_config = {"ops": {"rl_variants": PAPER_RUN_CONFIG["ops"]["rl_variants"]}}  # the `paper` job's
     result = dg.materialize(
-        [paper_baselines],
-        resources={
-            "project": ProjectResource(root=str(root)),
-            "mlflow": MlflowResource(tracking_uri="sqlite:///m.db"),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
-        },
-        instance=dg.DagsterInstance.ephemeral(),
+        [rl_variants], resources=resources, run_config=paper_config, instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
     assert not (tmp_path / "call-cobb_douglas.json").exists()  # rl_model trains GTAlign itself

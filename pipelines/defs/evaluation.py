@@ -17,6 +17,7 @@ from gtalign.evaluate.steering import steering_eval_stage
 from gtalign.layout import Layout
 from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
+from pipelines.defs.variants import rl_variants
 
 GROUP = "evaluation"
 
@@ -53,8 +54,7 @@ def steering_eval(project: ProjectResource, mlflow: MlflowResource) -> dg.Materi
     op_tags=TORCH_OP_TAGS,
     group_name=GROUP,
     kinds={"mlflow", "matplotlib"},
-    # paper_baselines only runs in the `paper` job
-    deps=[*TRAINING_ASSETS, steering_eval, dg.AssetKey("paper_baselines")],
+    deps=[*TRAINING_ASSETS, steering_eval, rl_variants],
     description="Tables 3-7 of the paper (format, answer, Ans./Token, R/T, behaviour, welfare, Pareto metrics, OOD, "
     "exact matrix reasoning) with bootstrap intervals, per model and source; artifacts/report/report.md and plots.",
 )
