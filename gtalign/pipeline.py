@@ -30,7 +30,7 @@ class PipelineSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
     champion: str | None = None
-    decision: Any = None
+    release: registry.Release | None = None  # every candidate's registration and the gate's decision on it
     headline: dict[str, float] = field(default_factory=dict)
     directions: list[Direction] = field(default_factory=list)
     dvc: str = ""  # what DVC's records say after the run
@@ -53,10 +53,8 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
         ("evaluation + report", lambda: evaluation_stage(root, params)),
         (
             "register + promote",
-            lambda: (
-                registry.release(
-                    root, params.registry, tracking_uri=default_tracking_uri(root), steering=params.steering
-                ).decision
+            lambda: registry.release(
+                root, params.registry, tracking_uri=default_tracking_uri(root), steering=params.steering
             ),
         ),
     ]
@@ -76,8 +74,8 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
     summary.headline = {k: v for k, v in evaluation.metrics.items() if k.endswith("/welfare_mean")}
     directions = paper_directions(evaluation.metrics, replicates=params.rl.replicates())
     summary.directions = [d for d in directions if d.holds is not None]
-    summary.decision = results["register + promote"]
-    summary.champion = summary.decision.champion
+    summary.release = results["register + promote"]
+    summary.champion = summary.release.decision.champion
     if recordable:
         summary.dvc = results["DVC records"].describe()
     return summary

@@ -30,11 +30,10 @@ def demo(
     for d in summary.directions:
         verdict = "holds" if d.holds else "DOES NOT HOLD"
         rows.append((f"direction · {d.name}", f"{verdict} ({d.value:.4f} vs {d.reference:.4f})"))
-    decision = summary.decision
-    rows.append(
-        ("registry", f"{decision.name} v{decision.version}: {decision.decision}; champion v{summary.champion}")
-    )
-    rows += [("", reason) for reason in decision.reasons]
+    release = summary.release
+    name = release.decision.name if release else ""
+    rows.append(("registry", f"{name}: champion v{summary.champion}" if summary.champion else f"{name}: no champion"))
+    rows += [("", line) for line in release.lines()] if release else []
     rows.append(("report", str(summary.report)))
     rows.append(("dvc", summary.dvc))
     print_rows("gtalign demo", rows, fold_values=True)
