@@ -148,11 +148,15 @@ def test_registry_config_reads_the_repo_params() -> None:
     cfg = load_typed_params(REPO_ROOT / "params.yaml").registry
     assert cfg.model_name == MODEL_NAME
     assert cfg.gate.metric == "welfare_mean" and cfg.gate.answer_prefix == "answer/"
-    assert cfg.metric_mapping.select({"m/welfare_mean": 1.0, "m/answer/a": 0.5, "m/welfare/a": 0.7}, "m") == {
+    evaluation = {"m/welfare_mean": 1.0, "m/matrix_analyze_mean": 0.95, "m/answer/a": 0.5, "m/welfare/a": 0.7}
+    assert cfg.metric_mapping.select(evaluation, "m") == {
         "welfare_mean": 1.0,
+        "matrix_analyze_mean": 0.95,
         "answer/a": 0.5,
         "welfare/a": 0.7,
     }
+    # the demo trains GTAlign and its consistency variant, and the gate picks by the model's own matrix reasoning first
+    assert cfg.candidates == ["cobb_douglas", "consistency"] and cfg.gate.floors == {"matrix_analyze_mean": 0.9}
     assert RegistryConfig.model_validate({}) == RegistryConfig()
 
 
@@ -644,9 +648,9 @@ def test_a_floor_must_name_a_registered_metric() -> None:
 
 
 def test_paper_preset_lets_the_gate_pick_the_variant_that_keeps_its_reasoning(root: Path, uri: str, hf_dir: Path):
-    """`make paper`: GTAlign and its consistency variant are candidates, and the preset's floor on the model's own
-    matrix reasoning decides, whatever the welfare order (here GTAlign has the higher welfare and broken reasoning,
-    as the published reward left it in the ablation the README reports)."""
+    """`make paper` (as `make demo`): GTAlign and its consistency variant are candidates, and the floor on the
+    model's own matrix reasoning decides, whatever the welfare order (here GTAlign has the higher welfare and broken
+    reasoning, as the published reward left it in the demo the README reports)."""
     from gtalign.config import load_typed_params
 
     paper = [REPO_ROOT / "configs" / "presets" / "paper.yaml"]
