@@ -129,6 +129,8 @@ def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
         assert heading in md
     steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
     assert steering["subscription->api @2/all/n"] == 35  # 5 test prompts for each of the 7 sources
+    assert steering["solver/subscription->api @2/all/n"] == 35  # the solver writing <analyze>, side by side
+    assert "| solver/subscription->api @10 |" in md and "| subscription->api @10 |" in md  # the time table
     assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
 
 

@@ -336,9 +336,7 @@ def _steering_eval(tok, tmp_path, monkeypatch, **eval_params):
     pd.DataFrame(rows).to_parquet(tmp_path / "artifacts" / "curated" / "curated.parquet")
     monkeypatch.setattr(stage, "resolve_model", lambda model, **_: Path(model))
     monkeypatch.setattr(stage, "load_model", lambda path, **_: (ScriptedLM(tok), tok))
-    params = {
-        "steering": {"expected_words": TEST_WORDS, "eval": {"per_source": 5, "timing_repeats": 1, **eval_params}}
-    }
+    params = {"steering": {"expected_words": TEST_WORDS, "eval": {"per_source": 5, **eval_params}}}
     return stage.steering_eval_stage(
         tmp_path, parse_params(params), model="scripted", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
@@ -353,7 +351,10 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     assert m["subscription->api @2/math-hard/delta_words"] == pytest.approx(-4.0)  # 8-word CQ -> 4-word DA
     # the published shifts (user -0.5, LLM +1 / +0.5 / 0) also make DQ_DA (3.8, 2.3) beat DQ_CQ (3.0, 2.5)
     assert m["published/all/move/CQ->DA"] == 4.0
-    assert "subscription->api @2/time/ratio" in m and result.run_id
+    assert m["subscription->api @2/time/prompts"] == 4.0 and result.run_id  # the whole run is timed
+    assert m["subscription->api @2/time/ratio"] == pytest.approx(
+        m["subscription->api @2/time/steered_s"] / m["subscription->api @2/time/unsteered_s"]
+    )
     assert "| subscription->api @2 | math-hard | 3 |" in result.markdown and "CQ->DA 3" in result.markdown
     assert (tmp_path / "artifacts" / "metrics" / "steering.json").exists()
     assert len(result.paths["records"].read_text().splitlines()) == 8

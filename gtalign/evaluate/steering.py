@@ -67,6 +67,19 @@ def _timed_generate(steerer: Steerer, requests: list[SteerRequest]) -> tuple[lis
     return outs, time.perf_counter() - start
 
 
+def _timing(base: list[SteerOutput], base_s: float, outs: list[SteerOutput], secs: float) -> dict[str, float]:
+    """A condition's time against the unsteered run of the same prompts (the faster of the two unsteered runs, one
+    before and one after all the conditions), whole and per completion token, since steering changes lengths."""
+    u_n, s_n = (max(1, sum(o.completion_tokens for o in run)) for run in (base, outs))
+    return {
+        "unsteered_s": base_s,
+        "steered_s": secs,
+        "ratio": secs / base_s,
+        "ratio_per_token": (secs / s_n) / (base_s / u_n),
+        "prompts": float(len(outs)),
+    }
+
+
 def _time_pair(
     steerer: Steerer,
     prompts: list[Any],
@@ -76,22 +89,17 @@ def _time_pair(
     analyze: AnalyzeMode = "model",
 ) -> dict[str, float]:
     """Best-of-`repeats` wall time of the same prompts unsteered and steered, interleaved (A B A B ...) so that a
-    change in the machine's load hits both alike; also per completion token, since steering changes lengths."""
-    best = {"unsteered": (math.inf, 1), "steered": (math.inf, 1)}
+    change in the machine's load hits both alike (benchmarks/device_check.py's method; the evaluation times its
+    whole runs instead, `_timing`)."""
+    best: dict[str, tuple[float, list[SteerOutput]]] = {"unsteered": (math.inf, []), "steered": (math.inf, [])}
     for _ in range(max(1, repeats)):
         for name, t, a in (("unsteered", None, "model"), ("steered", transform, analyze)):
             outs, secs = _timed_generate(
                 steerer, [SteerRequest(p, transform=t, max_new_tokens=max_new, analyze=a) for p in prompts]
             )
-            best[name] = min(best[name], (secs, max(1, sum(o.completion_tokens for o in outs))))
-    (u_s, u_n), (s_s, s_n) = best["unsteered"], best["steered"]
-    return {
-        "unsteered_s": u_s,
-        "steered_s": s_s,
-        "ratio": s_s / u_s,
-        "ratio_per_token": (s_s / s_n) / (u_s / u_n),
-        "prompts": float(len(prompts)),
-    }
+            best[name] = min(best[name], (secs, outs), key=lambda pair: pair[0])
+    (u_s, base), (s_s, outs) = best["unsteered"], best["steered"]
+    return _timing(base, u_s, outs, s_s)
 
 
 def _analyze_label(analyze: AnalyzeMode, label: str) -> str:
@@ -181,16 +189,16 @@ def evaluate_steering(
         ]
         return score_batch(inputs, judge, reward)
 
-    base, _ = _timed_generate(steerer, [SteerRequest(p, max_new_tokens=max_new) for p in prompts])
+    unsteered = [SteerRequest(p, max_new_tokens=max_new) for p in prompts]
+    base, base_s = _timed_generate(steerer, unsteered)
     base_scores = score(base)
     records: list[dict[str, Any]] = []
-    timing: dict[str, dict[str, float]] = {}
-    timed = prompts[: ev.timing_prompts]
+    steered_runs: dict[str, tuple[list[SteerOutput], float]] = {}
     for analyze, label, transform in conditions:
-        outs, _ = _timed_generate(
+        outs, secs = _timed_generate(
             steerer, [SteerRequest(p, transform=transform, max_new_tokens=max_new, analyze=analyze) for p in prompts]
         )
-        timing[label] = _time_pair(steerer, timed, transform, max_new, ev.timing_repeats, analyze)
+        steered_runs[label] = (outs, secs)
         for r, b, o, bs, ss in zip(rows, base, outs, base_scores, score(outs), strict=True):
             reading = read_tolerant(o.text)
             cons = matrix_consistency(reading, cfg.welfare_rule)
@@ -221,6 +229,8 @@ def evaluate_steering(
                     "edited_payoff": o.edited.to_dict() if o.edited else None,
                 }
             )
+    _, again_s = _timed_generate(steerer, unsteered)  # the unsteered run once more: the machine's drift, bracketed
+    timing = {label: _timing(base, min(base_s, again_s), outs, secs) for label, (outs, secs) in steered_runs.items()}
     labels = [label for _, label, _ in conditions]
     metrics, markdown = _summarize_eval(records, timing, modes, labels, sources, model_ref, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -354,8 +364,9 @@ def _summarize_eval(
             )
     lines += [
         "",
-        "Time: the first prompts of the set, unsteered and steered runs interleaved, best of the repeats (the machine "
-        "is shared), batched as in the evaluation.",
+        "Time: each condition's whole run over the prompts above, batched as in the evaluation, against the "
+        "faster of two unsteered runs of the same prompts (one before the conditions, one after: the machine's drift "
+        "between them bounds the noise); per token = per completion token, since steering changes lengths.",
         "",
         "| mode | prompts | unsteered s | steered s | ratio | ratio per token |",
         "|---|---|---|---|---|---|",

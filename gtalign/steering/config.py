@@ -47,8 +47,6 @@ class SteeringEvalConfig(BaseModel):
         description="pricing modes to steer with (not `none`)",
     )
     prices: list[float] | None = Field(None, description="cost modes run at each price; None = price_per_100_words")
-    timing_prompts: int = Field(8, ge=0, description="the first prompts, timed unsteered and steered interleaved")
-    timing_repeats: int = Field(3, ge=0, description="best of this many timed runs (at least one)")
     analyze_modes: list[AnalyzeMode] = Field(
         default_factory=lambda: ["model"],
         min_length=1,
