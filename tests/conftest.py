@@ -27,6 +27,13 @@ from xdist.scheduler import LoadFileScheduling
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's console scripts: gtalign, dvc, dagster, accelerate
 
+# Under xdist two workers share the box's cores: torch (OpenMP) in a worker and in the subprocesses its tests start
+# keeps to one thread, so that the workers do not oversubscribe the cores (OpenMP threads spin while they wait for
+# each other). The demo keeps the thread count it has outside the tests, as `make demo` runs it (`demo_run`).
+OMP_OUTSIDE = os.environ.get("OMP_NUM_THREADS")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 # The modules whose tests read the demo run. Under xdist (`make test`: -n 2) the demo runs once per session, shared by
 # the workers through a file lock (`demo_run`): DEMO_FIRST is one unit of work at the head of the queue, so the demo
@@ -197,10 +204,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
             base.mkdir()
             root = copy_project(base)
             t0 = time.perf_counter()
+            env = project_env(root)
+            env.pop("OMP_NUM_THREADS", None)
+            env.update({"OMP_NUM_THREADS": OMP_OUTSIDE} if OMP_OUTSIDE else {})
             proc = subprocess.run(
                 [str(BIN / "gtalign"), "demo"],
                 cwd=root,
-                env=project_env(root),
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=1800,
