@@ -201,6 +201,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     record = base / "demo-run.json"
     with FileLock(session_dir(tmp_path_factory) / "demo-run.lock"):
         if not record.exists():
+            if base.exists():  # a worker started it and died or timed out before it wrote the record
+                pytest.fail(f"{base}: the session's demo run never finished (see the first worker's error)")
             base.mkdir()
             root = copy_project(base)
             t0 = time.perf_counter()
