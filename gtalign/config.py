@@ -104,7 +104,8 @@ class PipelineParams(BaseModel):
 
     variants: list[str] = Field(
         default_factory=lambda: ["cobb_douglas"],
-        description="the RL variants trained and evaluated (the `paper` preset adds user, llm, linear)",
+        description="the RL variants trained and evaluated (params.yaml: GTAlign and its consistency variant; the "
+        "`paper` preset adds user, llm, linear and two more GTAlign seeds)",
     )
 
 
@@ -141,6 +142,11 @@ class Params(BaseModel):
                 first = e.errors()[0]
                 raise ValueError(f"rl.variants.{name}.reward: {first['msg']} at {first['loc']}") from None
         return self
+
+    def other_variants(self) -> list[str]:
+        """`pipeline.variants` besides `rl.variant` (GTAlign): what Dagster's `rl_variants` trains beside
+        `rl_model`."""
+        return [v for v in self.pipeline.variants if v != self.rl.variant]
 
     def written(self, name: str) -> dict[str, Any]:
         """Section `name` as written, without defaults: what MLflow logs as the run's params."""

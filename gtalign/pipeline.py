@@ -29,11 +29,15 @@ from gtalign.train import stages as train
 class PipelineSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
-    champion: str | None = None
     release: registry.Release | None = None  # every candidate's registration and the gate's decision on it
     headline: dict[str, float] = field(default_factory=dict)
     directions: list[Direction] = field(default_factory=list)
     dvc: str = ""  # what DVC's records say after the run
+
+    @property
+    def champion(self) -> str | None:
+        """The champion's version after the release (None: no candidate passed the gate, or no release ran)."""
+        return self.release.decision.champion if self.release else None
 
 
 def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = print) -> PipelineSummary:
@@ -75,7 +79,6 @@ def run_pipeline(root: Path, params: Params, *, log: Callable[[str], None] = pri
     directions = paper_directions(evaluation.metrics, replicates=params.rl.replicates())
     summary.directions = [d for d in directions if d.holds is not None]
     summary.release = results["register + promote"]
-    summary.champion = summary.release.decision.champion
     if recordable:
         summary.dvc = results["DVC records"].describe()
     return summary

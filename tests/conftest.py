@@ -197,18 +197,17 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if reuse:
         root = Path(reuse).resolve()
         return DemoRun(root, (root / "demo.log").read_text(encoding="utf-8", errors="replace"), 0.0)
-    base = session_dir(tmp_path_factory) / "demo"
-    record = base / "demo-run.json"
-    with FileLock(session_dir(tmp_path_factory) / "demo-run.lock"):
+    shared = session_dir(tmp_path_factory)
+    base, record = shared / "demo", shared / "demo" / "demo-run.json"
+    with FileLock(shared / "demo-run.lock"):
         if not record.exists():
             if base.exists():  # a worker started it and died or timed out before it wrote the record
                 pytest.fail(f"{base}: the session's demo run never finished (see the first worker's error)")
             base.mkdir()
             root = copy_project(base)
             t0 = time.perf_counter()
-            env = project_env(root)
-            env.pop("OMP_NUM_THREADS", None)
-            env.update({"OMP_NUM_THREADS": OMP_OUTSIDE} if OMP_OUTSIDE else {})
+            env = {k: v for k, v in project_env(root).items() if k != "OMP_NUM_THREADS"}
+            env |= {"OMP_NUM_THREADS": OMP_OUTSIDE} if OMP_OUTSIDE else {}  # the thread count of `make demo`
             proc = subprocess.run(
                 [str(BIN / "gtalign"), "demo"],
                 cwd=root,

@@ -30,10 +30,10 @@ def demo(
     for d in summary.directions:
         verdict = "holds" if d.holds else "DOES NOT HOLD"
         rows.append((f"direction · {d.name}", f"{verdict} ({d.value:.4f} vs {d.reference:.4f})"))
-    release = summary.release
-    name = release.decision.name if release else ""
-    rows.append(("registry", f"{name}: champion v{summary.champion}" if summary.champion else f"{name}: no champion"))
-    rows += [("", line) for line in release.lines()] if release else []
+    if summary.release:
+        champion = f"champion v{summary.champion}" if summary.champion else "no champion"
+        rows.append(("registry", f"{summary.release.decision.name}: {champion}"))
+        rows += [("", line) for line in summary.release.lines()]
     rows.append(("report", str(summary.report)))
     rows.append(("dvc", summary.dvc))
     print_rows("gtalign demo", rows, fold_values=True)

@@ -8,25 +8,23 @@ Metadata carries the report (markdown), the plot files and the headline numbers;
 import json
 
 import dagster as dg
-from pydantic import Field
 
 from gtalign.config import parse_params
 from gtalign.evaluate.directions import directions_markdown, directions_summary, paper_directions
 from gtalign.evaluate.stages import evaluation_stage
 from gtalign.evaluate.steering import steering_eval_stage
 from gtalign.layout import Layout
-from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, PresetsRunConfig, ProjectResource
 from pipelines.defs.training import TRAINING_ASSETS, rl_model
 from pipelines.defs.variants import rl_variants
 
 GROUP = "evaluation"
 
 
-class EvaluationRunConfig(dg.Config):
-    """Per-run overrides: presets overlaid on params.yaml (the `paper` job's), and which RL variants to include
-    (unset = `pipeline.variants` of params.yaml and the presets)."""
+class EvaluationRunConfig(PresetsRunConfig):
+    """Per-run overrides: presets, and which RL variants to include (unset = `pipeline.variants` of params.yaml and
+    the presets)."""
 
-    presets: list[str] = Field(default_factory=list)
     variants: list[str] | None = None
 
 

@@ -7,22 +7,20 @@ reports that release: it passes when one of its versions became champion, and a 
 """
 
 import dagster as dg
-from pydantic import Field
 
 from gtalign import registry
 from gtalign.config import parse_params
-from pipelines.defs.resources import MlflowResource, ProjectResource
+from pipelines.defs.resources import MlflowResource, PresetsRunConfig, ProjectResource
 
 GROUP = "registry"
 _RELEASE_KEY = "release"  # registered_model's output: the check reads the release it judges from it
 
 
-class RegisterRunConfig(dg.Config):
+class RegisterRunConfig(PresetsRunConfig):
     """Per-run overrides of params.yaml `registry:` (unset = params.yaml): presets overlaid first (the `paper` job's,
     whose candidates the gate then picks among), then single keys; `model_dir` / `evaluated_model` pick one
     checkpoint, so they are an error while `registry.candidates` names several."""
 
-    presets: list[str] = Field(default_factory=list)
     model_dir: str | None = None
     metrics_file: str | None = None
     evaluated_model: str | None = None

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from gtalign.config import load_params_with, overlay_set
 
@@ -29,6 +30,12 @@ class ProjectResource(dg.ConfigurableResource):
         run config (None values are left out)."""
         params = load_params_with(self.path / self.params_file, [self.path / p for p in presets])
         return overlay_set(params, overrides or {})
+
+
+class PresetsRunConfig(dg.Config):
+    """Presets overlaid on params.yaml for one run (the `paper` job's), read through `ProjectResource.params`."""
+
+    presets: list[str] = Field(default_factory=list)
 
 
 class MlflowResource(dg.ConfigurableResource):

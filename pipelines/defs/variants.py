@@ -1,35 +1,22 @@
-"""The RL variants besides GTAlign itself: `pipeline.variants` minus params.yaml `rl.variant` (which `rl_model`
-trains), each the same GRPO run from the same SFT model with its own reward or seed. In the default job that is the
-matrix-consistency variant (the registry gate then picks between it and GTAlign); the `paper` job's preset adds the
-reward baselines user-only, llm-only, linear of Table 5 and GTAlign's other RL seeds.
+"""The RL variants besides GTAlign itself (`Params.other_variants`: `pipeline.variants` minus `rl.variant`, which
+`rl_model` trains), each the same GRPO run from the same SFT model with its own reward or seed. In the default job
+that is the matrix-consistency variant (the registry gate then picks between it and GTAlign); the `paper` job's
+preset adds the reward baselines user-only, llm-only, linear of Table 5 and GTAlign's other RL seeds.
 
-The variants run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper`
-job gives this asset, the evaluation and registered_model the preset through their run config, so all read the
-variant list and the registry candidates from one file.
+The variants run one after another through `run_rl`, the Pipes path `rl_model` trains GTAlign with; the `paper` job
+gives this asset, the evaluation and registered_model the preset through their run config, so all read the variant
+list and the registry candidates from one file.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from gtalign.config import parse_params
 from gtalign.layout import PAPER_PRESET
-from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, ProjectResource
+from pipelines.defs.resources import TORCH_OP_TAGS, MlflowResource, PresetsRunConfig, ProjectResource
 from pipelines.defs.training import RLRunConfig, run_rl, sft_model
-
-
-class VariantsRunConfig(dg.Config):
-    """Presets overlaid on params.yaml before `pipeline.variants` is read (the `paper` job's)."""
-
-    presets: list[str] = Field(default_factory=list)
-
-
-def other_variants(project: ProjectResource, presets: Sequence[str] = ()) -> list[str]:
-    """`pipeline.variants` (with the presets) that `rl_model` does not train: it trains `rl.variant`, GTAlign."""
-    params = parse_params(project.params(presets=list(presets)))
-    return [v for v in params.pipeline.variants if v != params.rl.variant]
 
 
 def _variant_metadata(variant: str, results: Sequence[dg.PipesExecutionResult]) -> dict[str, Any]:
@@ -61,13 +48,13 @@ def _variant_metadata(variant: str, results: Sequence[dg.PipesExecutionResult]) 
 )
 def rl_variants(
     context: dg.AssetExecutionContext,
-    config: VariantsRunConfig,
+    config: PresetsRunConfig,
     project: ProjectResource,
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     metadata: dict[str, Any] = {}
-    for variant in other_variants(project, config.presets):
+    for variant in parse_params(project.params(presets=config.presets)).other_variants():
         invocation = run_rl(context, pipes_subprocess_client, project, mlflow, RLRunConfig(variant=variant))
         metadata |= _variant_metadata(variant, invocation.get_results(implicit_materializations=False))
     return dg.MaterializeResult(metadata=metadata)
