@@ -366,3 +366,35 @@ def test_a_misspelt_variant_fails_before_any_stage(rl, pipeline, error):
 
     with pytest.raises(ParamsError, match=error):
         parse_params({"rl": rl, "pipeline": pipeline})
+
+
+def _demo_row(content: str, **extra: str) -> dict:
+    prompt = [{"role": "user", "content": "What is 2 + 2?"}]
+    return {"uid": "u1", "prompt": prompt, "completion": [{"role": "assistant", "content": content}], **extra}
+
+
+def test_demonstrations_tokenize_as_trl_does_and_loss_from_moves_the_loss_start(tok):
+    from trl.trainer.sft_trainer import common_prefix_length
+
+    from gtalign.train.sft import sft_dataset, tokenize_demonstration
+
+    content = (
+        "<thinking>Scripted.</thinking><payoff>{}</payoff><analyze>Chosen: DQ_CQ.</analyze><response>4</response>"
+    )
+    row = _demo_row(content)
+    example = tokenize_demonstration(row, tok)
+    prompt_ids = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=False)
+    full = tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+    n = common_prefix_length(prompt_ids, full)
+    assert example == {"input_ids": full, "completion_mask": [0] * n + [1] * (len(full) - n)}
+
+    later = tokenize_demonstration(_demo_row(content, loss_from="<analyze>"), tok)
+    assert later["input_ids"] == full
+    trained = tok.decode([t for t, m in zip(full, later["completion_mask"], strict=True) if m])
+    assert trained.endswith("<analyze>Chosen: DQ_CQ.</analyze><response>4</response><|im_end|>\n")
+    assert trained.index("<analyze>") <= 1  # at most the '>' that BPE merged into the marker's first token
+    with pytest.raises(ValueError, match=r"'u1': loss_from '<verdict>' is not in its completion"):
+        tokenize_demonstration(_demo_row(content, loss_from="<verdict>"), tok)
+
+    dataset, dropped = sft_dataset([row, _demo_row(content * 40)], tok, max_length=len(full))
+    assert (len(dataset), dropped) == (1, 1) and dataset[0]["input_ids"] == full

@@ -1,8 +1,10 @@
 """SFT warm start: TRL `SFTTrainer` on the four-block demonstrations, loss on the completion only.
 
 The demonstrations are prompt-completion conversational rows (`prompt`: chat messages, `completion`: one assistant
-message), so TRL's default `completion_only_loss` puts the loss on the assistant turn and its `<|im_end|>` with any
-chat template -- the tiny model's and Qwen's alike. Rows longer than `sft.args.max_length` are dropped rather than
+message). They are tokenized here exactly as TRL tokenizes them (the chat template over prompt + completion; the
+loss on the assistant turn and its `<|im_end|>`, with any chat template -- the tiny model's and Qwen's alike) and
+handed to `SFTTrainer` as `input_ids` + `completion_mask`, so that a row can also start its loss later
+(`loss_from`, the game recipe's counterfactuals with `demonstrations.counterfactual_loss: analyze`). Rows longer than `sft.args.max_length` are dropped rather than
 truncated: a truncated completion loses its closing `</response>` and would teach the model not to finish.
 
 This module trains; it does not track. The stage (`gtalign.train.stages.sft_stage`) opens the MLflow run and TRL's
@@ -29,15 +31,42 @@ def load_demonstrations(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def tokenize_demonstration(row: dict[str, Any], tokenizer: Any) -> dict[str, list[int]]:
+    """`input_ids` and `completion_mask` of one prompt-completion row, tokenized as TRL tokenizes it (the chat
+    template over prompt + completion, the loss from where the prompt alone ends), except that a row naming a
+    `loss_from` marker takes the loss only from the marker's first occurrence in its completion.
+
+    Why the marker: a counterfactual demonstration of the `game` recipe shows a matrix that steering edited *after*
+    the model's thinking. Training the model to write that matrix teaches it blends of base and edited matrices;
+    with `loss_from: "<analyze>"` the edited matrix is context, as steering supplies it at inference, and the loss
+    teaches only what must follow from it: the analyze and a response doing its cell's action."""
+    prompt_text = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+    if not text.startswith(prompt_text):
+        raise ValueError(f"demonstration {row.get('uid')!r}: the chat template renders its prompt differently alone")
+    start = len(prompt_text)
+    marker = row.get("loss_from")
+    if marker:
+        at = text.find(marker, start)
+        if at < 0:
+            raise ValueError(f"demonstration {row.get('uid')!r}: loss_from {marker!r} is not in its completion")
+        start = at
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    # the token that writes the loss's first character is trained, even where BPE merged it with what precedes
+    mask = [int(end > start) for _, end in enc["offset_mapping"]]
+    return {"input_ids": list(enc["input_ids"]), "completion_mask": mask}
+
+
 def sft_dataset(rows: Sequence[dict[str, Any]], tokenizer: Any, max_length: int | None) -> tuple[Any, int]:
-    """(prompt/completion Dataset, number of rows dropped for exceeding max_length tokens; None keeps all)."""
+    """(tokenized Dataset: `input_ids` + `completion_mask`, number of rows dropped for exceeding max_length tokens;
+    None keeps all). Tokenized here rather than by TRL so a row can start its loss later (`loss_from`)."""
     from datasets import Dataset
 
     kept = []
     for row in rows:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
-        if max_length is None or len(ids) <= max_length:
-            kept.append({"prompt": row["prompt"], "completion": row["completion"]})
+        example = tokenize_demonstration(row, tokenizer)
+        if max_length is None or len(example["input_ids"]) <= max_length:
+            kept.append(example)
     if not kept:
         raise ValueError(f"no demonstration fits sft.args.max_length={max_length} tokens")
     return Dataset.from_list(kept), len(rows) - len(kept)
@@ -121,4 +150,12 @@ def train_sft(
     )
 
 
-__all__ = ["SFTOutcome", "last_checkpoint", "load_demonstrations", "sft_args", "sft_dataset", "train_sft"]
+__all__ = [
+    "SFTOutcome",
+    "last_checkpoint",
+    "load_demonstrations",
+    "sft_args",
+    "sft_dataset",
+    "tokenize_demonstration",
+    "train_sft",
+]
