@@ -125,6 +125,12 @@ class DemonstrationsParams(BaseModel):
     max_action_share: float = Field(
         0.5, gt=0.0, le=1.0, description="recipe game: the most any response action may be of the set (else an error)"
     )
+    counterfactual_loss: Literal["completion", "analyze"] = Field(
+        "completion",
+        description="recipe game: where a counterfactual row's loss starts: completion (it also learns to write the "
+        "edited matrix) | analyze (the edited matrix is context, as steering splices it; SFT row key loss_from; "
+        "at the demo's 160 SFT steps it leaves the tiny model without the format, README)",
+    )
     openai: OpenAITeacherConfig | None = Field(None, description="the served teacher (teacher: openai)")
 
 

@@ -185,8 +185,24 @@ def test_demonstrations_stage_writes_the_game_recipe_and_its_action_mix(tiny, tm
     assert len(cf) == 540 and all(x["uid"].endswith(":cf") and x["edit"] for x in cf)
     assert {x["uid"] for x in lines if x["variant"] == "base"} >= {x["uid"].removesuffix(":cf") for x in cf}
     assert {x["teacher"] for x in lines} == {"rule:game"}
+    assert all("loss_from" not in x for x in lines)  # counterfactual_loss: completion, the whole row is trained
     assert result.metrics["action_count/all/DA"] == 497 and result.metrics["action_mismatch"] == 0
     assert result.metrics["action_share/user_type/VQ/DA"] == 42 / 170
     assert result.metrics["action_share/variant/base/AQ"] == 0.0
     summary = (tmp_path / "artifacts" / "demonstrations" / "summary.md").read_text()
     assert "| variant counterfactual | 540 | 42 | 227 | 271 |" in summary
+
+
+def test_counterfactual_loss_analyze_makes_the_edited_matrix_context(tiny, tmp_path):
+    """As steering splices it: the counterfactual row's loss starts at <analyze>, its base row is trained whole."""
+    curated = tmp_path / "artifacts" / "curated"
+    curated.mkdir(parents=True)
+    tiny.to_parquet(curated / "curated.parquet", index=False)
+    params = parse_params({"demonstrations": {"recipe": "game", "counterfactual_loss": "analyze"}})
+    lines = [json.loads(x) for x in demonstrations_stage(tmp_path, params, track=False).path.read_text().splitlines()]
+    assert len(lines) == 1080
+    assert Counter((x["variant"], x.get("loss_from")) for x in lines) == Counter(
+        {("base", None): 540, ("counterfactual", "<analyze>"): 540}
+    )
+    with pytest.raises(ParamsError, match=r"demonstrations\.counterfactual_loss"):
+        parse_params({"demonstrations": {"counterfactual_loss": "payoff"}})

@@ -221,7 +221,11 @@ def _game_texts(records: list[dict[str, Any]], params: Params) -> tuple[list[int
         max_action_share=cfg.max_action_share,
         max_words=cfg.max_response_words,
     )
-    extras = [{"variant": d.variant, "edit": d.edit} for d in demos]
+    # counterfactual_loss: analyze -> the SFT row trains from <analyze> on (gtalign.train.sft.tokenize_demonstration)
+    cf_loss = {"loss_from": "<analyze>"} if cfg.counterfactual_loss == "analyze" else {}
+    extras = [
+        {"variant": d.variant, "edit": d.edit, **(cf_loss if d.variant == "counterfactual" else {})} for d in demos
+    ]
     return [d.index for d in demos], [d.text for d in demos], extras
 
 
