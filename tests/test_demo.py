@@ -132,6 +132,16 @@ def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
     assert steering["solver/subscription->api @2/all/n"] == 35  # the solver writing <analyze>, side by side
     assert "| solver/subscription->api @10 |" in md and "| subscription->api @10 |" in md  # the time table
     assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
+    # the steering claim is counted from the answers: of the moved optima, those that the response does, and of
+    # those the unsteered response did not already do, those it changed to (the records say which)
+    records = [json.loads(x) for x in (demo_run.root / "artifacts" / "steering" / "records.jsonl").open()]
+    for label in ("subscription->api @10", "solver/subscription->api @10"):
+        moved = [r for r in records if r["mode"] == label and r["intended_from"] not in (None, r["intended_to"])]
+        needed = [r for r in moved if r["base_action"] != r["intended_to"]]
+        assert steering[f"{label}/all/moved"] == len(moved) and steering[f"{label}/all/flip_needed"] == len(needed)
+        if needed:
+            done = sum(r["steered_action"] == r["intended_to"] for r in needed)
+            assert steering[f"{label}/all/flipped"] == done / len(needed)
 
 
 def test_the_champion_answers_in_a_fresh_process(demo_run):

@@ -348,6 +348,10 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     assert m["subscription->api @2/all/n"] == 4.0
     assert m["subscription->api @2/all/intended_change"] == 1.0 == m["subscription->api @2/all/realised_change"]
     assert m["subscription->api @2/all/move/CQ->DA"] == 4.0 and m["subscription->api @2/all/follows"] == 1.0
+    # every optimum moved CQ -> DA and every unsteered response asked: all four had to change, and did
+    assert m["subscription->api @2/all/moved"] == 4.0 == m["subscription->api @2/all/flip_needed"]
+    assert m["subscription->api @2/all/follows_moved"] == 1.0 == m["subscription->api @2/all/flipped"]
+    assert "| CQ->DA 4 | 4/4 | 4/4 | 100% |" in result.markdown
     assert m["subscription->api @2/math-hard/delta_words"] == pytest.approx(-4.0)  # 8-word CQ -> 4-word DA
     # the published shifts (user -0.5, LLM +1 / +0.5 / 0) also make DQ_DA (3.8, 2.3) beat DQ_CQ (3.0, 2.5)
     assert m["published/all/move/CQ->DA"] == 4.0
@@ -375,6 +379,11 @@ def test_steering_eval_reports_the_solver_mode_beside_the_model_mode(tok, tmp_pa
     solver = [r for r in records if r["mode"].startswith("solver/")]
     assert len(records) == 8 and len(solver) == 4
     assert all(r["analyze"] == "solver" and r["solver_analyze"] for r in solver)
+
+
+def test_steering_eval_steers_the_configured_split_and_names_it_when_empty(tok, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"no dev rows to steer \(steering\.eval\.split\)"):
+        _steering_eval(tok, tmp_path, monkeypatch, modes=["published"], split="dev")
 
 
 def test_analyze_modes_are_checked_in_params_and_in_the_eval_override(tmp_path):

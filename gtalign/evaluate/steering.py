@@ -144,13 +144,15 @@ def evaluate_steering(
 ) -> SteeringEvalResult:
     """Steer held-out prompts under every pricing mode and compare with the unsteered answers of the same model.
 
-    Curated test rows, `per_source` per source (seeded), compact prompts, greedy. Reported per source and mode: how
-    often the matrix optimum's action changes (intended) and the response's action changes (realised) and in which
-    direction, whether the steered answer follows its edited matrix exactly (`matrix_consistency`, both analyze and
-    response), the change in response words and in welfare (`score_batch` with `judge` and `reward`), and the wall
-    time of the steered run against the unsteered one (also per completion token, since steering changes answer
-    lengths). Each analyze mode (`model`: the model writes `<analyze>`; `solver`: `render_analyze` writes it,
-    labels `solver/<mode>`) runs every pricing mode. `model`, `per_source` and `analyze_modes` override `cfg.eval`.
+    Curated rows of `steering.eval.split` (test; dev to choose settings), `per_source` per source (seeded), compact
+    prompts, greedy. Reported per source and mode: how often the matrix optimum's action changes (intended) and the
+    response's action changes (realised) and in which direction, of the moved optima those whose response does the
+    new optimum's action (and of them those it had to change to), whether the steered answer follows its edited
+    matrix exactly (`matrix_consistency`, both analyze and response), the change in response words and in welfare
+    (`score_batch` with `judge` and `reward`), and the wall time of the steered run against the unsteered one (also
+    per completion token, since steering changes answer lengths). Each analyze mode (`model`: the model writes
+    `<analyze>`; `solver`: `render_analyze` writes it, labels `solver/<mode>`) runs every pricing mode. `model`,
+    `per_source` and `analyze_modes` override `cfg.eval`.
     """
     root = Path(root)
     layout = Layout(root)
@@ -168,11 +170,11 @@ def evaluate_steering(
     out_dir = Path(out_dir) if out_dir else layout.artifacts / "steering"
 
     table = load_curated(layout.curated)
-    test = table[table["split"] == "test"]
-    sample = test.sample(frac=1.0, random_state=ev.seed).groupby("source").head(per_source)
+    held_out = table[table["split"] == ev.split]
+    sample = held_out.sample(frac=1.0, random_state=ev.seed).groupby("source").head(per_source)
     rows = sample.sort_values(["source", "uid"], kind="stable").to_dict("records")
     if not rows:
-        raise ValueError(f"{layout.curated}: no test rows to steer")
+        raise ValueError(f"{layout.curated}: no {ev.split} rows to steer (steering.eval.split)")
     prompts = [prompt_messages(r, "compact") for r in rows]
     sources = [str(r["source"]) for r in rows]
 
@@ -309,7 +311,10 @@ def _summarize_eval(
         + ".",
         "",
         "*read* = the payoff parsed; *intended* = the optimum's action changed with the edit; *realised* = the "
-        "response's action differs from the unsteered answer's; *follows* = analyze and response both act on the "
+        "response's action differs from the unsteered answer's; *new optimum done* = of the answers whose optimum "
+        "moved, those whose response does the new optimum's action, and *changed to it* = the same among those whose "
+        "unsteered response did not already do it (the claim steering makes: the response follows the edit); "
+        "*follows* = analyze and response both act on the "
         "edited matrix's optimum (exact); deltas are steered minus unsteered (response words; welfare = reward score, "
         "rule judge).",
         *(
@@ -323,9 +328,9 @@ def _summarize_eval(
             else []
         ),
         "",
-        "| mode | source | n | read | spliced | intended | realised | transitions (realised) | follows | "
-        "Δ words | Δ welfare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | source | n | read | spliced | intended | realised | transitions (realised) | new optimum done "
+        "(of moved) | changed to it (of those not already doing it) | follows | Δ words | Δ welfare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in labels:
         for source in [*sorted(set(sources)), "all"]:
@@ -335,6 +340,11 @@ def _summarize_eval(
             n = len(recs)
             intended = [r for r in recs if r["intended_from"] and r["intended_from"] != r["intended_to"]]
             realised = [r for r in recs if r["base_action"] != r["steered_action"]]
+            # the steering claim proper: of the moved optima, the responses doing the new optimum's action, and of the
+            # moved ones the unsteered response did not already do, those that changed to it
+            follow = [r for r in intended if r["steered_action"] == r["intended_to"]]
+            needed = [r for r in intended if r["base_action"] != r["intended_to"]]
+            flipped = [r for r in needed if r["steered_action"] == r["intended_to"]]
             moves = Counter(f"{r['base_action']}->{r['steered_action']}" for r in realised)
             m = {
                 "n": float(n),
@@ -342,6 +352,10 @@ def _summarize_eval(
                 "spliced": sum(r["spliced"] for r in recs) / n,
                 "intended_change": len(intended) / n,
                 "realised_change": len(realised) / n,
+                "moved": float(len(intended)),
+                "follows_moved": len(follow) / len(intended) if intended else float("nan"),
+                "flip_needed": float(len(needed)),
+                "flipped": len(flipped) / len(needed) if needed else float("nan"),
                 "follows": sum(r["follows_analyze"] and r["follows_response"] for r in recs) / n,
                 "follows_response": sum(r["follows_response"] for r in recs) / n,
                 "delta_words": _mean(r["steered_words"] - r["base_words"] for r in recs),
@@ -359,7 +373,8 @@ def _summarize_eval(
             spliced = f"{m['spliced']:.0%}" + (f" (solver {m['solver']:.0%})" if "solver" in m else "")
             lines.append(
                 f"| {label} | {source} | {n} | {m['read']:.0%} | {spliced} | {m['intended_change']:.0%} | "
-                f"{m['realised_change']:.0%} | {move_text} | {m['follows']:.0%} | {m['delta_words']:+.1f} | "
+                f"{m['realised_change']:.0%} | {move_text} | {len(follow)}/{len(intended)} | "
+                f"{len(flipped)}/{len(needed)} | {m['follows']:.0%} | {m['delta_words']:+.1f} | "
                 f"{m['delta_welfare']:+.3f} |"
             )
     lines += [

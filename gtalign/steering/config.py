@@ -40,7 +40,8 @@ class SteeringEvalConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", title="params.yaml steering.eval")
 
     model: str | None = Field(None, description="checkpoint folder or models:/NAME@ALIAS; --model overrides")
-    per_source: int = Field(10, ge=1, description="held-out test prompts per source (seeded sample)")
+    per_source: int = Field(10, ge=1, description="held-out prompts per source (seeded sample)")
+    split: str = Field("test", description="the curated split steered: test (the report) | dev (to choose settings)")
     seed: int = 0
     modes: list[str] = Field(
         default_factory=lambda: ["subscription->api", "api->subscription", "published"],
