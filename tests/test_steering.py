@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 from paper_tables import TABLE1
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
-from gtalign.config import parse_params
+from gtalign.config import ParamsError, parse_params
 from gtalign.game import PayoffMatrix, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
 from gtalign.protocol import check_strict, extract_block, parse_payoff_strict, read_tolerant, render_messages
@@ -384,6 +384,8 @@ def test_steering_eval_reports_the_solver_mode_beside_the_model_mode(tok, tmp_pa
 def test_steering_eval_steers_the_configured_split_and_names_it_when_empty(tok, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"no dev rows to steer \(steering\.eval\.split\)"):
         _steering_eval(tok, tmp_path, monkeypatch, modes=["published"], split="dev")
+    with pytest.raises(ParamsError, match=r"steering\.eval\.split: Input should be 'train', 'dev' or 'test'"):
+        parse_params({"steering": {"eval": {"split": "valid"}}})
 
 
 def test_analyze_modes_are_checked_in_params_and_in_the_eval_override(tmp_path):

@@ -41,7 +41,9 @@ class SteeringEvalConfig(BaseModel):
 
     model: str | None = Field(None, description="checkpoint folder or models:/NAME@ALIAS; --model overrides")
     per_source: int = Field(10, ge=1, description="held-out prompts per source (seeded sample)")
-    split: str = Field("test", description="the curated split steered: test (the report) | dev (to choose settings)")
+    split: Literal["train", "dev", "test"] = Field(
+        "test", description="the curated split steered: test (the report) | dev (to choose settings)"
+    )
     seed: int = 0
     modes: list[str] = Field(
         default_factory=lambda: ["subscription->api", "api->subscription", "published"],

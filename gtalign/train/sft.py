@@ -4,8 +4,9 @@ The demonstrations are prompt-completion conversational rows (`prompt`: chat mes
 message). They are tokenized here exactly as TRL tokenizes them (the chat template over prompt + completion; the
 loss on the assistant turn and its `<|im_end|>`, with any chat template -- the tiny model's and Qwen's alike) and
 handed to `SFTTrainer` as `input_ids` + `completion_mask`, so that a row can also start its loss later
-(`loss_from`, the game recipe's counterfactuals with `demonstrations.counterfactual_loss: analyze`). Rows longer than `sft.args.max_length` are dropped rather than
-truncated: a truncated completion loses its closing `</response>` and would teach the model not to finish.
+(`loss_from`, the game recipe's counterfactuals with `demonstrations.counterfactual_loss: analyze`). Rows longer than
+`sft.args.max_length` are dropped rather than truncated: a truncated completion loses its closing `</response>` and
+would teach the model not to finish.
 
 This module trains; it does not track. The stage (`gtalign.train.stages.sft_stage`) opens the MLflow run and TRL's
 `report_to="mlflow"` logs into it.
