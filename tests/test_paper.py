@@ -73,7 +73,7 @@ def test_cobb_douglas_welfare_loses_nothing_significant_to_the_llm_only_baseline
     directions = {d.name: d for d in paper_directions(m)}
     for b in BASELINES:
         prompts = (paper_root / f"artifacts/evaluation/{b}/generations.jsonl").read_text().splitlines()
-        assert len(prompts) == 140  # the demo's test prompts: 20 per source
+        assert len(prompts) == 280  # every test row of the tiny preset, as the demo's models: 40 per source
         d = directions[f"cobb_douglas_vs_{b}"]
         key = f"paired/cobb_douglas-{b}/welfare_diff"
         diff, lo, hi = m[key], m[f"{key}_lo"], m[f"{key}_hi"]
