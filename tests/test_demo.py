@@ -19,6 +19,7 @@ from conftest import BIN, project_env
 from mlflow.tracking import MlflowClient
 
 from gtalign.evaluate.directions import paper_directions
+from gtalign.evaluate.generate import GENERATIONS_FILE, load_generations
 from gtalign.modeling import HELDOUT_GENERATIONS_FILE
 from gtalign.sources import IN_DOMAIN_SOURCES, OOD_SOURCES
 
@@ -80,9 +81,8 @@ def test_every_model_is_evaluated_on_every_test_row_of_the_tiny_preset(demo_run)
     test = curated[curated["split"] == "test"]
     assert test.groupby("source").size().to_dict() == dict.fromkeys(IN_DOMAIN + OOD, 40)
     for model in ("base", "sft", "cobb_douglas", "consistency"):
-        path = demo_run.root / "artifacts" / "evaluation" / model / "generations.jsonl"
-        uids = [json.loads(line)["uid"] for line in path.read_text().splitlines()]
-        assert sorted(uids) == sorted(test["uid"].astype(str)), model
+        generations = load_generations(demo_run.root / "artifacts" / "evaluation" / model / GENERATIONS_FILE)
+        assert sorted(g.uid for g in generations) == sorted(test["uid"].astype(str)), model
 
 
 def test_sft_lifts_strict_format_validity_on_the_test_prompts(demo_run):
