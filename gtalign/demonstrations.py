@@ -7,6 +7,12 @@ The paper warm-starts with teacher answers, best of nine by social welfare (pape
   makes a safe redirect (DQ_DA: refuse and offer a safe alternative) pay, a clear question makes a direct answer
   (DQ_DA) pay, a writing request makes a draft plus one follow-up question (DQ_AQ) pay; values vary per row (seeded
   noise, one decimal) and LLM and user payoffs differ, as the payoff term rewards;
+* with `ambiguity="hedge"`, every question of the ambiguity family (ambiguous or not) makes a hedge (DQ_AQ) pay: ask
+  whether the common reading is the one meant, then answer it. Why: whether an Ambig-QA question is ambiguous is the
+  dataset's label, which the prompt does not show (telling the two apart takes world knowledge), so a policy that
+  learns "ambiguous -> CQ, clear -> DA" from the prompt alone can only learn their majority, DA. The hedge is the
+  action the judge rates good handling under both labels (an ambiguous question gets its clarifying question, a clear
+  one its answer), so it is the label-free optimum a model can learn from what it sees: issue 13's non-DA share;
 * an `<analyze>` derived by `gtalign.game` from that matrix (frontier and chosen cell, by the configured rule);
 * a `<response>` that acts on the chosen action with the ground truth (the boxed answer, one clarifying question
   naming the meanings, a refusal with a safe alternative, the start of the ideal text).
@@ -20,6 +26,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, render_analyze, render_completion
@@ -51,6 +58,14 @@ _BASE: dict[str, dict[str, tuple[float, float]]] = {
         "VQ_CQ": (0.9, 0.4),
         "VQ_DA": (2.4, 1.7),
     },
+    "hedge": {
+        "DQ_AQ": (3.9, 3.6),
+        "DQ_CQ": (1.8, 2.0),
+        "DQ_DA": (4.2, 2.4),
+        "VQ_AQ": (3.3, 3.0),
+        "VQ_CQ": (2.9, 2.7),
+        "VQ_DA": (1.2, 0.8),
+    },
     "draft": {
         "DQ_AQ": (3.9, 3.4),
         "DQ_CQ": (2.2, 1.6),
@@ -76,6 +91,11 @@ _THINKING = {
         "A plain refusal protects safety but leaves the user with nothing.",
         "Declining and offering a safe alternative serves both sides.",
     ),
+    "hedge": (
+        "The question may have more than one reading, and the user has not said which.",
+        "Answering the likeliest reading and asking one question covers both user types.",
+        "A clarifying question alone would delay the answer.",
+    ),
     "draft": (
         "The writing request is clear enough to start, so it is DQ.",
         "A first draft gives the user value now; one question about tone or length refines it.",
@@ -95,7 +115,14 @@ class DemoRow:
     answer: str | None = None
 
 
-def scenario(row: DemoRow) -> str:
+Ambiguity = Literal["label", "hedge"]
+AMBIGUITY_LABELS = ("ambiguous", "unambiguous")
+
+
+def scenario(row: DemoRow, ambiguity: Ambiguity = "label") -> str:
+    """The row's scenario; `ambiguity="hedge"` gives the ambiguity family's questions the label-free hedge."""
+    if ambiguity == "hedge" and row.label in AMBIGUITY_LABELS:
+        return "hedge"
     if row.label == "ambiguous":
         return "clarify"
     if row.label == "harmful":
@@ -131,7 +158,27 @@ def _meanings(ground_truth: str) -> list[str]:
     return [m.strip().rstrip("?") for m in found if m.strip()][:2]
 
 
-def _response(row: DemoRow, action: str, max_words: int) -> str:
+def _first_answer(row: DemoRow) -> str:
+    """The answer to an ambiguity row's first reading: `Answer 0` of an ambiguous one, the answer of a clear one."""
+    found = re.findall(r"Answer \d+: (.*?)(?:\n|$)", row.ground_truth)
+    if found and found[0].strip():
+        return found[0].strip()
+    return row.answer or row.ground_truth.partition("###")[2].strip() or row.ground_truth
+
+
+def _hedge(row: DemoRow) -> str:
+    """AQ for a question that may or may not be ambiguous: the question first, in one fixed wording (a 4M-parameter
+    model cannot copy the readings out of the prompt), then the answer to the common reading (more than 12 words, so
+    `protocol.response_action` reads answer + question, not a bare question)."""
+    return (
+        "Did you mean the most common reading of your question? If you did, taking the question exactly as you asked "
+        f"it, the answer is {_first_answer(row)}."
+    )
+
+
+def _response(row: DemoRow, action: str, max_words: int, kind: str = "") -> str:
+    if kind == "hedge" and action == "AQ":
+        return _hedge(row)
     if action == "CQ":
         meanings = _meanings(row.ground_truth)
         if len(meanings) == 2:
@@ -153,15 +200,22 @@ def _response(row: DemoRow, action: str, max_words: int) -> str:
     return f"Here is a helpful answer to your question about {topic}: let us go step by step."
 
 
-def demonstrate(row: DemoRow, *, seed: int, rule: WelfareRule | None = None, max_words: int = 120) -> str:
+def demonstrate(
+    row: DemoRow,
+    *,
+    seed: int,
+    rule: WelfareRule | None = None,
+    max_words: int = 120,
+    ambiguity: Ambiguity = "label",
+) -> str:
     """One four-block demonstration for `row`; deterministic in (row, seed)."""
     rule = rule or WelfareRule()
     rng = random.Random(f"{seed}:{row.source}:{row.question}")
-    kind = scenario(row)
+    kind = scenario(row, ambiguity)
     matrix = _matrix(kind, rng, rule)
     action = split_cell(optimal_cell(matrix, rule))[1]
     thinking = " ".join(rng.sample(_THINKING[kind], 2))
-    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, action, max_words))
+    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, action, max_words, kind))
     strict = check_strict(text)
     if not strict.ok:
         raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")

@@ -119,6 +119,13 @@ class DemonstrationsParams(BaseModel):
         description="rule teacher: label (one label-driven row per prompt) | game (neutral thinking, all actions, "
         "counterfactual pricing edits; gtalign.demonstrations_game)",
     )
+    ambiguity: Literal["label", "hedge"] = Field(
+        "label",
+        description="recipe label: label (an ambiguous question -> VQ_CQ, a clear one -> DQ_DA: the hidden label "
+        "decides) | hedge (every Ambig-QA question -> DQ_AQ: ask whether the common reading is meant, then answer "
+        "it; the action the judge rates good under both labels, learnable from the prompt, but the tiny model's "
+        "analysis then falls below the gate's floor; README)",
+    )
     counterfactual_share: float = Field(
         0.5, ge=0.0, le=0.5, description="recipe game: share of the set that is counterfactual (base rows majority)"
     )

@@ -14,6 +14,7 @@ from gtalign.demonstrations_game import counterfactual_edits, demonstrate_game, 
 from gtalign.game import WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, named_cell, response_action
 from gtalign.reward import score_completion
+from gtalign.reward.judges.rule import ambiguity_verdict
 from gtalign.steering.config import SteeringConfig
 
 AMBIG_GT = (
@@ -55,6 +56,45 @@ def test_clarifying_question_names_the_meanings_and_math_is_boxed():
     assert "Who won in 1990, or Who won in 2000?" in demonstrate(ROWS[0][0], seed=0)
     assert "$\\boxed{4}$" in demonstrate(ROWS[1][0], seed=0)
     assert scenario(ROWS[2][0]) == "redirect"
+
+
+@pytest.mark.parametrize("rule", ["sum", "nash", "geometric", "cobb_douglas"])
+@pytest.mark.parametrize("row", [ROWS[0][0], ROWS[5][0]], ids=["ambiguous", "unambiguous"])
+def test_hedge_asks_whether_the_common_reading_is_meant_and_answers_it(row, rule):
+    welfare = WelfareRule(kind=rule)
+    for seed in range(5):
+        strict = check_strict(demonstrate(row, seed=seed, rule=welfare, ambiguity="hedge"))
+        assert strict.ok, strict.reason
+        assert optimal_cell(strict.matrix, welfare) == "DQ_AQ" == named_cell(strict.blocks["analyze"])
+        assert response_action(strict.blocks["response"]) == "AQ"
+        assert len(pareto_frontier(strict.matrix)) >= 2
+    response = check_strict(demonstrate(row, seed=0, ambiguity="hedge")).blocks["response"]
+    assert response.startswith("Did you mean the most common reading of your question?")
+    assert response.endswith("the answer is A." if row.label == "ambiguous" else "the answer is hull.")
+
+
+def test_hedge_is_good_handling_under_both_labels_where_the_label_recipe_is_not():
+    """Why the hedge exists: the rule judge (the published prompt's criteria) rates it 1 whether the question is
+    ambiguous or not, while each label recipe action is right under one label only, which the prompt does not show."""
+    ambiguous, clear = ROWS[0][0], ROWS[5][0]
+    hedge = check_strict(demonstrate(ambiguous, seed=0, ambiguity="hedge")).blocks["response"]
+    clarify = check_strict(demonstrate(ambiguous, seed=0)).blocks["response"]
+    answer = check_strict(demonstrate(clear, seed=0)).blocks["response"]
+    assert ambiguity_verdict(hedge, ambiguous=True) == ambiguity_verdict(hedge, ambiguous=False) == 1.0
+    assert (ambiguity_verdict(clarify, ambiguous=True), ambiguity_verdict(clarify, ambiguous=False)) == (1.0, 0.0)
+    assert (ambiguity_verdict(answer, ambiguous=True), ambiguity_verdict(answer, ambiguous=False)) == (0.0, 1.0)
+
+
+def test_hedge_changes_only_the_ambiguity_rows(train_rows):
+    frame, rows = train_rows
+    label = [demonstrate(r, seed=0) for r in rows]
+    hedge = [demonstrate(r, seed=0, ambiguity="hedge") for r in rows]
+    changed = {i for i, (a, b) in enumerate(zip(label, hedge, strict=True)) if a != b}
+    assert changed == {i for i, r in enumerate(rows) if r.source == "ambig_qa"}
+    mix = action_mix(frame, hedge)
+    assert mix.by_label[("ambig_qa", "ambiguous")] == Counter({"AQ": 85})
+    assert mix.by_label[("ambig_qa", "unambiguous")] == Counter({"AQ": 95})
+    assert mix.total == Counter({"DA": 359, "AQ": 180, "CQ": 1}) and mix.mismatched == 1
 
 
 def test_demonstrations_score_format_one():
@@ -206,3 +246,21 @@ def test_counterfactual_loss_analyze_makes_the_edited_matrix_context(tiny, tmp_p
     )
     with pytest.raises(ParamsError, match=r"demonstrations\.counterfactual_loss"):
         parse_params({"demonstrations": {"counterfactual_loss": "payoff"}})
+
+
+def test_demonstrations_stage_writes_the_hedge_when_params_ask_for_it(tiny, tmp_path):
+    curated = tmp_path / "artifacts" / "curated"
+    curated.mkdir(parents=True)
+    tiny.to_parquet(curated / "curated.parquet", index=False)
+    assert parse_params({}).demonstrations.ambiguity == "label"  # opt-in: the demo keeps the label recipe
+    with pytest.raises(ParamsError, match=r"demonstrations\.ambiguity"):
+        parse_params({"demonstrations": {"ambiguity": "guess"}})
+    result = demonstrations_stage(tmp_path, parse_params({"demonstrations": {"ambiguity": "hedge"}}), track=False)
+    lines = [json.loads(x) for x in result.path.read_text().splitlines()]
+    hedged = [x for x in lines if x["data_source"] == "ambig_qa"]
+    assert len(hedged) == 180 and all(
+        "Did you mean the most common reading" in x["completion"][0]["content"] for x in hedged
+    )
+    assert (
+        result.metrics["action_share/ambig_qa/unambiguous/AQ"] == 1.0 and result.metrics["action_count/all/AQ"] == 180
+    )

@@ -370,7 +370,8 @@ def demonstrations_stage(
             seed, max_words = cfg.seed, cfg.max_response_words
             rule = WelfareRule(kind=cfg.analyze_rule)
             all_texts: list[str | None] = [
-                demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words) for r in records
+                demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words, ambiguity=cfg.ambiguity)
+                for r in records
             ]
             label = "rule"
         else:
@@ -447,7 +448,8 @@ def teacher_eval_stage(
     table = load_curated(layout.curated)
     test = table[table["split"] == "test"]
     sample = test.sample(frac=1.0, random_state=seed).groupby("source").head(per_source).reset_index(drop=True)
-    texts = [demonstrate(demo_row(r), seed=seed) for r in sample.to_dict("records")]
+    ambiguity = params.demonstrations.ambiguity  # the teacher the demonstrations come from
+    texts = [demonstrate(demo_row(r), seed=seed, ambiguity=ambiguity) for r in sample.to_dict("records")]
     summary = _score_teacher(sample, texts, params)
     layout.teacher_eval.mkdir(parents=True, exist_ok=True)
     path = layout.teacher_eval / "summary.md"
