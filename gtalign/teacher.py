@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gtalign.demonstrations import Ambiguity
 from gtalign.llm_client import (
     CallCounts,
     ChatRequest,
@@ -119,7 +120,7 @@ class DemonstrationsParams(BaseModel):
         description="rule teacher: label (one label-driven row per prompt) | game (neutral thinking, all actions, "
         "counterfactual pricing edits; gtalign.demonstrations_game)",
     )
-    ambiguity: Literal["label", "hedge"] = Field(
+    ambiguity: Ambiguity = Field(
         "label",
         description="recipe label: label (an ambiguous question -> VQ_CQ, a clear one -> DQ_DA: the hidden label "
         "decides) | hedge (every Ambig-QA question -> DQ_AQ: ask whether the common reading is meant, then answer "
