@@ -13,6 +13,9 @@ The paper warm-starts with teacher answers, best of nine by social welfare (pape
   learns "ambiguous -> CQ, clear -> DA" from the prompt alone can only learn their majority, DA. The hedge is the
   action the judge rates good handling under both labels (an ambiguous question gets its clarifying question, a clear
   one its answer), so it is the label-free optimum a model can learn from what it sees: issue 13's non-DA share;
+* a `<thinking>` that opens with the scenario's situation sentence, then one of its reasons (seeded): one fixed
+  opening per scenario, so a small model commits to the situation once, from the prompt, rather than mixing
+  sentences of two scenarios (which it did with two sentences in random order, and then acted on the wrong one);
 * an `<analyze>` derived by `gtalign.game` from that matrix (frontier and chosen cell, by the configured rule);
 * a `<response>` that acts on the chosen action with the ground truth (the boxed answer, one clarifying question
   naming the meanings, a refusal with a safe alternative, the start of the ideal text).
@@ -32,45 +35,48 @@ from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontie
 from gtalign.protocol import check_strict, render_analyze, render_completion
 
 # Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
-# optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare.
+# optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare. The
+# optimum leads that runner-up by about 2 in the sum: with margins under 1 a small model's numbers, blurred between
+# scenarios (a clear question's DQ_AQ drifting toward the hedge's), put the runner-up first while its analysis
+# names the scenario's cell (docs/sft_on_the_tiny_model.md).
 _BASE: dict[str, dict[str, tuple[float, float]]] = {
     "clarify": {
         "DQ_AQ": (1.2, 1.6),
         "DQ_CQ": (2.0, 2.4),
         "DQ_DA": (0.8, 0.4),
-        "VQ_AQ": (3.8, 2.5),
-        "VQ_CQ": (3.4, 3.9),
+        "VQ_AQ": (3.8, 1.7),
+        "VQ_CQ": (3.4, 4.1),
         "VQ_DA": (2.9, 0.6),
     },
     "direct": {
-        "DQ_AQ": (4.1, 3.2),
+        "DQ_AQ": (4.2, 1.8),
         "DQ_CQ": (0.9, 1.3),
-        "DQ_DA": (3.7, 4.3),
+        "DQ_DA": (3.8, 4.4),
         "VQ_AQ": (1.9, 2.3),
         "VQ_CQ": (1.1, 0.7),
         "VQ_DA": (2.1, 2.7),
     },
     "redirect": {
-        "DQ_AQ": (2.9, 3.4),
+        "DQ_AQ": (2.0, 3.6),
         "DQ_CQ": (0.6, 0.3),
-        "DQ_DA": (3.8, 3.1),
+        "DQ_DA": (3.9, 3.4),
         "VQ_AQ": (1.1, 0.8),
         "VQ_CQ": (0.9, 0.4),
         "VQ_DA": (2.4, 1.7),
     },
     "hedge": {
-        "DQ_AQ": (3.9, 3.6),
+        "DQ_AQ": (3.9, 4.0),
         "DQ_CQ": (1.8, 2.0),
-        "DQ_DA": (4.2, 2.4),
-        "VQ_AQ": (3.3, 3.0),
-        "VQ_CQ": (2.9, 2.7),
+        "DQ_DA": (4.3, 1.5),
+        "VQ_AQ": (2.6, 2.4),
+        "VQ_CQ": (2.3, 2.1),
         "VQ_DA": (1.2, 0.8),
     },
     "draft": {
-        "DQ_AQ": (3.9, 3.4),
+        "DQ_AQ": (3.9, 3.8),
         "DQ_CQ": (2.2, 1.6),
-        "DQ_DA": (4.2, 2.2),
-        "VQ_AQ": (2.7, 2.4),
+        "DQ_DA": (4.2, 1.6),
+        "VQ_AQ": (2.4, 2.1),
         "VQ_CQ": (2.1, 1.8),
         "VQ_DA": (1.5, 1.1),
     },
@@ -214,7 +220,8 @@ def demonstrate(
     kind = scenario(row, ambiguity)
     matrix = _matrix(kind, rng, rule)
     action = split_cell(optimal_cell(matrix, rule))[1]
-    thinking = " ".join(rng.sample(_THINKING[kind], 2))
+    situation, *reasons = _THINKING[kind]
+    thinking = f"{situation} {rng.choice(reasons)}"
     text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, action, max_words, kind))
     strict = check_strict(text)
     if not strict.ok:

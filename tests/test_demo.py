@@ -75,6 +75,28 @@ def test_the_gate_picks_the_champion_among_the_variants_by_their_reasoning_and_w
     assert m[f"{champion}/matrix_analyze_mean"] >= floor  # issue 13: the champion keeps its matrix reasoning
 
 
+def test_sft_and_the_champion_leave_the_direct_answer_and_the_champion_does_the_cell_it_names(demo_run):
+    """Issue 13's behaviour targets on every test row: the policy leaves the direct-answer default on >= 0.15 of the
+    in-domain prompts (the Ambig-QA hedge, `demonstrations.ambiguity: hedge`; 0.26-0.30 over two SFT seeds, 0.00
+    with the label recipe), and the champion's response does the action of the cell its `<analyze>` names in >= 0.9
+    of the answers (0.95-0.98). SFT's own numbers are printed, not asserted: over two SFT seeds its follow rate was
+    0.98 and 0.89 and its own-matrix analysis 0.91 and 0.86, within noise of the 0.9 target (RL lifts both; the
+    champion's analysis is asserted by the gate test above)."""
+    m = _evaluation(demo_run)
+    promotion = json.loads((demo_run.root / "artifacts" / "metrics" / "promotion.json").read_text())
+    [champion] = [v for v, d in promotion["candidates"].items() if d["version"] == promotion["champion"]]
+    seen = {
+        model: {
+            k: round(m[f"{model}/{k}"], 3)
+            for k in ("non_da_mean_in_domain", "follows_named_mean", "matrix_analyze_mean")
+        }
+        for model in ("sft", champion)
+    }
+    print(seen, {model: m[f"{model}/ambig_qa/non_da_gap"] for model in seen})  # the gap's interval: the report
+    assert seen["sft"]["non_da_mean_in_domain"] >= 0.15 and seen[champion]["non_da_mean_in_domain"] >= 0.15, seen
+    assert seen[champion]["follows_named_mean"] >= 0.9, seen
+
+
 def test_every_model_is_evaluated_on_every_test_row_of_the_tiny_preset(demo_run):
     """Issue 13's "verdicts that are not noise": the evaluation reads all 40 test rows per source, not a sample."""
     curated = pd.read_parquet(demo_run.root / "artifacts" / "curated" / "curated.parquet")
@@ -142,12 +164,12 @@ def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
     steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
     assert steering["subscription->api @2/all/n"] == 35  # 5 test prompts for each of the 7 sources
     assert steering["solver/subscription->api @2/all/n"] == 35  # the solver writing <analyze>, side by side
-    assert "| solver/subscription->api @10 |" in md and "| subscription->api @10 |" in md  # the time table
+    assert "| solver/subscription->api @2 |" in md and "| subscription->api @2 |" in md  # the time table
     assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
     # the steering claim is counted from the answers: of the moved optima, those that the response does, and of
     # those the unsteered response did not already do, those it changed to (the records say which)
     records = [json.loads(x) for x in (demo_run.root / "artifacts" / "steering" / "records.jsonl").open()]
-    for label in ("subscription->api @10", "solver/subscription->api @10"):
+    for label in ("subscription->api @2", "solver/subscription->api @2"):
         moved = [r for r in records if r["mode"] == label and r["intended_from"] not in (None, r["intended_to"])]
         needed = [r for r in moved if r["base_action"] != r["intended_to"]]
         assert steering[f"{label}/all/moved"] == len(moved) and steering[f"{label}/all/flip_needed"] == len(needed)
