@@ -124,8 +124,8 @@ class DemonstrationsParams(BaseModel):
         "label",
         description="recipe label: label (an ambiguous question -> VQ_CQ, a clear one -> DQ_DA: the hidden label "
         "decides) | hedge (every Ambig-QA question -> DQ_AQ: ask whether the common reading is meant, then answer "
-        "it; the action the judge rates good under both labels, learnable from the prompt, but the tiny model's "
-        "analysis then falls below the gate's floor; README)",
+        "it; the action the judge rates good under both labels, learnable from the prompt: params.yaml's default, "
+        "with random SFT batches; README)",
     )
     counterfactual_share: float = Field(
         0.5, ge=0.0, le=0.5, description="recipe game: share of the set that is counterfactual (base rows majority)"
