@@ -33,6 +33,7 @@ from typing import Literal
 
 from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, render_analyze, render_completion
+from gtalign.sources import AMBIGUITY_LABELS
 
 # Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
 # optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare. The
@@ -122,7 +123,6 @@ class DemoRow:
 
 
 Ambiguity = Literal["label", "hedge"]
-AMBIGUITY_LABELS = ("ambiguous", "unambiguous")
 
 
 def scenario(row: DemoRow, ambiguity: Ambiguity = "label") -> str:
@@ -164,11 +164,15 @@ def _meanings(ground_truth: str) -> list[str]:
     return [m.strip().rstrip("?") for m in found if m.strip()][:2]
 
 
+def _answers(ground_truth: str) -> list[str]:
+    return [a.strip() for a in re.findall(r"Answer \d+: (.*?)(?:\n|$)", ground_truth) if a.strip()][:2]
+
+
 def _first_answer(row: DemoRow) -> str:
     """The answer to an ambiguity row's first reading: `Answer 0` of an ambiguous one, the answer of a clear one."""
-    found = re.findall(r"Answer \d+: (.*?)(?:\n|$)", row.ground_truth)
-    if found and found[0].strip():
-        return found[0].strip()
+    answers = _answers(row.ground_truth)
+    if answers:
+        return answers[0]
     return row.answer or row.ground_truth.partition("###")[2].strip() or row.ground_truth
 
 
@@ -182,7 +186,7 @@ def _hedge(row: DemoRow) -> str:
     )
 
 
-def _response(row: DemoRow, action: str, max_words: int, kind: str = "") -> str:
+def _response(row: DemoRow, kind: str, action: str, max_words: int) -> str:
     if kind == "hedge" and action == "AQ":
         return _hedge(row)
     if action == "CQ":
@@ -222,7 +226,7 @@ def demonstrate(
     action = split_cell(optimal_cell(matrix, rule))[1]
     situation, *reasons = _THINKING[kind]
     thinking = f"{situation} {rng.choice(reasons)}"
-    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, action, max_words, kind))
+    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, kind, action, max_words))
     strict = check_strict(text)
     if not strict.ok:
         raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")

@@ -28,13 +28,12 @@ Every demonstration passes `check_strict`, its `<analyze>` names the optimum of 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from gtalign.demonstrations import DemoRow, _analyze, _meanings, scenario
+from gtalign.demonstrations import DemoRow, _analyze, _answers, _meanings, scenario
 from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, named_cell, render_completion, response_action
 from gtalign.steering.config import SteeringConfig
@@ -206,10 +205,6 @@ def neutral_thinking(row: DemoRow, rng: random.Random) -> str:
 def _plain(text: str) -> str:
     """Inserted row text without question marks, so only the sentence meant as a question reads as one."""
     return " ".join(text.replace("?", "").split())
-
-
-def _answers(ground_truth: str) -> list[str]:
-    return [a.strip() for a in re.findall(r"Answer \d+: (.*?)(?:\n|$)", ground_truth) if a.strip()][:2]
 
 
 def _direct(row: DemoRow, max_words: int) -> str:

@@ -86,7 +86,7 @@ class Source:
 
 _MATH, _WRITING, _SAFETY, _AMBIGUITY = (FAMILIES[n] for n in ("math", "writing", "safety", "ambiguity"))
 _ANSWER = frozenset({"answer"})
-_AMBIGUITY_LABELS = frozenset({"ambiguous", "unambiguous"})  # abg-coqa's `non_ambiguous` is read as `unambiguous`
+AMBIGUITY_LABELS = frozenset({"ambiguous", "unambiguous"})  # abg-coqa's `non_ambiguous` is read as `unambiguous`
 
 SOURCES: Mapping[str, Source] = MappingProxyType(
     {
@@ -105,7 +105,7 @@ SOURCES: Mapping[str, Source] = MappingProxyType(
                 frozenset({"harmful", "unharmful"}), r"^(?:harmful|unharmful)$", "`harmful` or `unharmful`",
             ),
             Source(
-                "ambig_qa", "Ambig-QA", _AMBIGUITY, True, "ambig_qa", ("train", "test"), _AMBIGUITY_LABELS,
+                "ambig_qa", "Ambig-QA", _AMBIGUITY, True, "ambig_qa", ("train", "test"), AMBIGUITY_LABELS,
                 r"^(?:singleAnswer|multipleQAs)###\s*\S",
                 "`multipleQAs###<meanings and answers>` (ambiguous) or `singleAnswer###<answer>`",
             ),
@@ -118,7 +118,7 @@ SOURCES: Mapping[str, Source] = MappingProxyType(
                 r"^Sure, here", "the harmful target string (`Sure, here is ...`); every prompt is harmful",
             ),
             Source(
-                "abg-coqa", "AbgCoQA", _AMBIGUITY, False, "ood/abg-coqa", ("test",), _AMBIGUITY_LABELS,
+                "abg-coqa", "AbgCoQA", _AMBIGUITY, False, "ood/abg-coqa", ("test",), AMBIGUITY_LABELS,
                 r"^(?:ambiguous|non_ambiguous)$", "`ambiguous` or `non_ambiguous`",
             ),
         )

@@ -252,7 +252,7 @@ def test_demonstrations_stage_writes_the_hedge_when_params_ask_for_it(tiny, tmp_
     curated = tmp_path / "artifacts" / "curated"
     curated.mkdir(parents=True)
     tiny.to_parquet(curated / "curated.parquet", index=False)
-    assert parse_params({}).demonstrations.ambiguity == "label"  # opt-in: the demo keeps the label recipe
+    assert parse_params({}).demonstrations.ambiguity == "label"  # the library default; params.yaml picks the hedge
     with pytest.raises(ParamsError, match=r"demonstrations\.ambiguity"):
         parse_params({"demonstrations": {"ambiguity": "guess"}})
     result = demonstrations_stage(tmp_path, parse_params({"demonstrations": {"ambiguity": "hedge"}}), track=False)
