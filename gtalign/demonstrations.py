@@ -18,7 +18,12 @@ The paper warm-starts with teacher answers, best of nine by social welfare (pape
   sentences of two scenarios (which it did with two sentences in random order, and then acted on the wrong one);
 * an `<analyze>` derived by `gtalign.game` from that matrix (frontier and chosen cell, by the configured rule);
 * a `<response>` that acts on the chosen action with the ground truth (the boxed answer, one clarifying question
-  naming the meanings, a refusal with a safe alternative, the start of the ideal text).
+  naming the meanings, a refusal with a safe alternative, the start of the ideal text);
+* optionally (`demonstrate_steered`), the same row as pricing steering leaves it: the same prompt and thinking, the
+  matrix edited by a serving pricing edit that moves its optimum (a hedge's, which the user's per-word cost makes not
+  worth its extra words), the solver's analysis of the edited matrix and a response doing its optimum's action. In
+  the one-row recipe a prompt's response could follow the prompt alone; the steered copy is the only thing that
+  teaches it to read the analysis, which is what a steered answer must do (issue 13).
 
 Every demonstration passes the strict parser (`check_strict`) or `demonstrate` raises: a teacher bug must never
 become training data.
@@ -28,12 +33,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
-from gtalign.protocol import check_strict, render_analyze, render_completion
+from gtalign.protocol import check_strict, render_analyze, render_completion, response_action
 from gtalign.sources import AMBIGUITY_LABELS
+from gtalign.steering.config import Edit
 
 # Base matrices (LLM, user) per scenario, non-negative so every welfare rule applies: the target cell is the clear
 # optimum under sum and product rules alike, and a second frontier cell trades user welfare for LLM welfare. The
@@ -189,6 +196,8 @@ def _hedge(row: DemoRow) -> str:
 def _response(row: DemoRow, kind: str, action: str, max_words: int) -> str:
     if kind == "hedge" and action == "AQ":
         return _hedge(row)
+    if kind == "hedge" and action == "DA":  # the hedge's answer without its question (a steered copy)
+        return f"The answer is {_first_answer(row)}."
     if action == "CQ":
         meanings = _meanings(row.ground_truth)
         if len(meanings) == 2:
@@ -210,6 +219,42 @@ def _response(row: DemoRow, kind: str, action: str, max_words: int) -> str:
     return f"Here is a helpful answer to your question about {topic}: let us go step by step."
 
 
+def edited_optima(
+    matrix: PayoffMatrix, edits: Sequence[Edit], rule: WelfareRule
+) -> list[tuple[Edit, PayoffMatrix, str]]:
+    """(edit, edited matrix, its optimum) for each of `edits` the rule can solve: an edited matrix it is not defined
+    on (a negative payoff under cobb_douglas or ces: `game.welfare` raises) cannot be steered to, so it is left out."""
+    out = []
+    for edit in edits:
+        edited = edit.transform(matrix)
+        try:
+            cell = optimal_cell(edited, rule)
+        except ValueError as err:
+            if "non-negative payoffs" not in str(err):
+                raise
+            continue
+        out.append((edit, edited, cell))
+    return out
+
+
+def _draw(row: DemoRow, seed: int, rule: WelfareRule, ambiguity: Ambiguity) -> tuple[str, str, PayoffMatrix]:
+    """(scenario, thinking, matrix) of the row's demonstration; deterministic in (row, seed)."""
+    rng = random.Random(f"{seed}:{row.source}:{row.question}")
+    kind = scenario(row, ambiguity)
+    matrix = _matrix(kind, rng, rule)
+    situation, *reasons = _THINKING[kind]
+    return kind, f"{situation} {rng.choice(reasons)}", matrix
+
+
+def _write(row: DemoRow, kind: str, thinking: str, matrix: PayoffMatrix, rule: WelfareRule, max_words: int) -> str:
+    action = split_cell(optimal_cell(matrix, rule))[1]
+    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, kind, action, max_words))
+    strict = check_strict(text)
+    if not strict.ok:
+        raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")
+    return text
+
+
 def demonstrate(
     row: DemoRow,
     *,
@@ -220,14 +265,34 @@ def demonstrate(
 ) -> str:
     """One four-block demonstration for `row`; deterministic in (row, seed)."""
     rule = rule or WelfareRule()
-    rng = random.Random(f"{seed}:{row.source}:{row.question}")
-    kind = scenario(row, ambiguity)
-    matrix = _matrix(kind, rng, rule)
+    kind, thinking, matrix = _draw(row, seed, rule, ambiguity)
+    return _write(row, kind, thinking, matrix, rule, max_words)
+
+
+def demonstrate_steered(
+    row: DemoRow,
+    edits: Sequence[Edit],
+    *,
+    seed: int,
+    rule: WelfareRule | None = None,
+    max_words: int = 120,
+    ambiguity: Ambiguity = "label",
+) -> tuple[Edit, str] | None:
+    """(edit, text): `demonstrate(row)` as steering leaves it after one of `edits` that moves its optimum to another
+    action (seeded choice among them), with the thinking the model wrote before the splice, the edited matrix, the
+    solver's analysis and a response doing the new optimum's action; None when no edit moves it. Raises when the
+    response would not read as that action: a teacher bug must not teach the response to ignore the analysis."""
+    rule = rule or WelfareRule()
+    kind, thinking, matrix = _draw(row, seed, rule, ambiguity)
     action = split_cell(optimal_cell(matrix, rule))[1]
-    situation, *reasons = _THINKING[kind]
-    thinking = f"{situation} {rng.choice(reasons)}"
-    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, kind, action, max_words))
-    strict = check_strict(text)
-    if not strict.ok:
-        raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")
-    return text
+    moved = [(e, m, c) for e, m, c in edited_optima(matrix, edits, rule) if split_cell(c)[1] != action]
+    if not moved:
+        return None
+    edit, edited, cell = moved[random.Random(f"{seed}:{row.source}:{row.question}:steered").randrange(len(moved))]
+    text = _write(row, kind, thinking, edited, rule, max_words)
+    if response_action(check_strict(text).blocks["response"]) != split_cell(cell)[1]:
+        raise ValueError(
+            f"rule teacher: the steered {row.source} {row.label} row {row.question[:60]!r} ({edit.name}) has no "
+            f"{split_cell(cell)[1]} response"
+        )
+    return edit, text

@@ -33,18 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from gtalign.demonstrations import DemoRow, _analyze, _answers, _meanings, scenario
+from gtalign.demonstrations import DemoRow, _analyze, _answers, _meanings, edited_optima, scenario
 from gtalign.game import PayoffMatrix, WelfareRule, optimal_cell, pareto_frontier, split_cell
 from gtalign.protocol import check_strict, named_cell, render_completion, response_action
-from gtalign.steering.config import SteeringConfig
-from gtalign.steering.pricing import PricingTransform
+from gtalign.steering.config import Edit, SteeringConfig, counterfactual_edits
 
 __all__ = [
     "RECIPES",
     "Demonstration",
-    "Edit",
     "Recipe",
-    "counterfactual_edits",
     "demonstrate_game",
     "game_response",
     "neutral_thinking",
@@ -159,14 +156,6 @@ _HARMFUL_DA = (
 
 
 @dataclass(frozen=True, slots=True)
-class Edit:
-    """A pricing edit of the matrix, named as reports show it."""
-
-    name: str
-    transform: PricingTransform
-
-
-@dataclass(frozen=True, slots=True)
 class Demonstration:
     """One demonstration of the game recipe and where it came from."""
 
@@ -179,22 +168,6 @@ class Demonstration:
     @property
     def action(self) -> str:
         return split_cell(self.cell)[1]
-
-
-def counterfactual_edits(cfg: SteeringConfig) -> tuple[Edit, ...]:
-    """The edits steering applies at inference: each cost mode of `steering.eval.modes` at each evaluated price, and
-    the published shifts in both directions (`steering.published`). Deduplicated, in a fixed order."""
-    edits: dict[str, Edit] = {}
-    prices = cfg.eval.prices or [cfg.price_per_100_words]
-    for mode in cfg.eval.modes:
-        if mode == "published":
-            for direction in cfg.published:
-                edits[f"published {direction}"] = Edit(f"published {direction}", cfg.published_transform(direction))
-            continue
-        for price in prices:
-            transform = cfg.model_copy(update={"price_per_100_words": price}).make_transform(mode)  # type: ignore[arg-type]
-            edits[f"{mode} @{price:g}"] = Edit(f"{mode} @{price:g}", transform)
-    return tuple(edits.values())
 
 
 def neutral_thinking(row: DemoRow, rng: random.Random) -> str:
@@ -307,21 +280,8 @@ class _Plan:
 
 
 def _reach(matrix: PayoffMatrix, action: str, edits: Sequence[Edit], rule: WelfareRule) -> list[tuple[Edit, str]]:
-    """The edits that make `action` the optimum of the edited matrix, each with the edited optimum. An edit whose
-    matrix the rule is not defined on (a negative payoff under cobb_douglas or ces: `game.welfare` raises) cannot be
-    solved under that rule, so it is no counterfactual for it."""
-    out = []
-    for edit in edits:
-        edited = edit.transform(matrix)
-        try:
-            cell = optimal_cell(edited, rule)
-        except ValueError as err:
-            if "non-negative payoffs" not in str(err):
-                raise
-            continue
-        if split_cell(cell)[1] == action:
-            out.append((edit, cell))
-    return out
+    """The edits that make `action` the optimum of the edited matrix, each with the edited optimum."""
+    return [(e, c) for e, _, c in edited_optima(matrix, edits, rule) if split_cell(c)[1] == action]
 
 
 def _row_rng(row: DemoRow, seed: int, what: str) -> random.Random:

@@ -133,11 +133,17 @@ class DemonstrationsParams(BaseModel):
     max_action_share: float = Field(
         0.5, gt=0.0, le=1.0, description="recipe game: the most any response action may be of the set (else an error)"
     )
-    counterfactual_loss: Literal["completion", "analyze"] = Field(
+    steered: bool = Field(
+        False,
+        description="recipe label: each row whose optimum a serving pricing edit moves (steering's cost modes at "
+        "steering.eval.prices) is followed by its steered copy: the same prompt and thinking, the edited matrix, the "
+        "solver's analysis and a response doing the new optimum (gtalign.demonstrations.demonstrate_steered)",
+    )
+    counterfactual_loss: Literal["completion", "analyze", "response"] = Field(
         "completion",
-        description="recipe game: where a counterfactual row's loss starts: completion (it also learns to write the "
-        "edited matrix) | analyze (the edited matrix is context, as steering splices it; SFT row key loss_from; "
-        "at the demo's 160 SFT steps it leaves the tiny model without the format, README)",
+        description="where a counterfactual (recipe game) or steered (recipe label) row's loss starts: completion "
+        "(it also learns to write the edited matrix) | analyze (the edited matrix is context, as steering splices "
+        "it; SFT row key loss_from) | response (the analysis is context too, as the solver splices it)",
     )
     openai: OpenAITeacherConfig | None = Field(None, description="the served teacher (teacher: openai)")
 

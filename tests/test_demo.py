@@ -18,6 +18,7 @@ import pytest
 from conftest import BIN, project_env
 from mlflow.tracking import MlflowClient
 
+from gtalign.config import load_typed_params
 from gtalign.evaluate.directions import paper_directions
 from gtalign.evaluate.generate import GENERATIONS_FILE, load_generations
 from gtalign.modeling import HELDOUT_GENERATIONS_FILE
@@ -53,8 +54,6 @@ def test_the_gate_picks_the_champion_among_the_variants_by_their_reasoning_and_w
     consistency v2); the gate's floor on the model's own matrix reasoning (`registry.gate.floors`, issue 13's 0.9)
     comes before welfare, so a candidate under it is rejected, the first one over it (with no champion before it)
     is crowned, and whichever is champion names its own matrix's optimum in >= 0.9 of its answers."""
-    from gtalign.config import load_typed_params
-
     cfg = load_typed_params(demo_run.root / "params.yaml").registry
     floor = cfg.gate.floors["matrix_analyze_mean"]
     m = _evaluation(demo_run)
@@ -162,14 +161,16 @@ def test_the_report_holds_the_paper_tables_and_the_steering_numbers(demo_run):
     for heading in (*headings, "## Does the assistant play the game?"):
         assert heading in md
     steering = json.loads((demo_run.root / "artifacts" / "metrics" / "steering.json").read_text())
-    assert steering["subscription->api @2/all/n"] == 35  # 5 test prompts for each of the 7 sources
-    assert steering["solver/subscription->api @2/all/n"] == 35  # the solver writing <analyze>, side by side
-    assert "| solver/subscription->api @2 |" in md and "| subscription->api @2 |" in md  # the time table
+    (price,) = load_typed_params(demo_run.root / "params.yaml").steering.eval.prices or []
+    api = f"subscription->api @{price:g}"
+    assert steering[f"{api}/all/n"] == 35  # 5 test prompts for each of the 7 sources
+    assert steering[f"solver/{api}/all/n"] == 35  # the solver writing <analyze>, side by side
+    assert f"| solver/{api} |" in md and f"| {api} |" in md  # the time table
     assert "artifacts/models/rl-cobb_douglas" in md  # the steered model is the GTAlign policy
     # the steering claim is counted from the answers: of the moved optima, those that the response does, and of
     # those the unsteered response did not already do, those it changed to (the records say which)
     records = [json.loads(x) for x in (demo_run.root / "artifacts" / "steering" / "records.jsonl").open()]
-    for label in ("subscription->api @2", "solver/subscription->api @2"):
+    for label in (api, f"solver/{api}"):
         moved = [r for r in records if r["mode"] == label and r["intended_from"] not in (None, r["intended_to"])]
         needed = [r for r in moved if r["base_action"] != r["intended_to"]]
         assert steering[f"{label}/all/moved"] == len(moved) and steering[f"{label}/all/flip_needed"] == len(needed)
@@ -205,7 +206,6 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
     """
     import openai
 
-    from gtalign.config import load_typed_params
     from gtalign.data import load_curated, prompt_messages
     from gtalign.game import PayoffMatrix, optimal_cell
     from gtalign.steering import transform_for

@@ -9,13 +9,13 @@ import pytest
 
 from gtalign.config import ParamsError, parse_params
 from gtalign.data.stages import action_mix, demo_row, demonstrations_stage
-from gtalign.demonstrations import DemoRow, demonstrate, scenario
-from gtalign.demonstrations_game import counterfactual_edits, demonstrate_game, game_response
+from gtalign.demonstrations import DemoRow, demonstrate, demonstrate_steered, scenario
+from gtalign.demonstrations_game import demonstrate_game, game_response
 from gtalign.game import WelfareRule, optimal_cell, pareto_frontier, split_cell
-from gtalign.protocol import check_strict, named_cell, response_action
+from gtalign.protocol import check_strict, named_cell, render_analyze, response_action
 from gtalign.reward import score_completion
 from gtalign.reward.judges.rule import ambiguity_verdict
-from gtalign.steering.config import SteeringConfig
+from gtalign.steering.config import SteeringConfig, counterfactual_edits
 
 AMBIG_GT = (
     "multipleQAs###There are multiple meanings of the question.Meaning 0: Who won in 1990?; Answer 0: A\n"
@@ -194,7 +194,7 @@ def test_game_recipe_is_deterministic_and_its_parameters_bound_it(train_rows):
         demonstrate_game(train_rows[1], seed=0, counterfactual_share=0.0)
     # cobb_douglas is undefined on the negative payoffs the published api->subscription edit writes (LLM - 2), the
     # only edit that moves a DA optimum: those prompts get no counterfactual and DA exceeds the cap.
-    with pytest.raises(ValueError, match=r"DA is 497/625 .* 85 counterfactual rows of 540 wanted .* cobb_douglas"):
+    with pytest.raises(ValueError, match=r"DA is 503/625 .* 85 counterfactual rows of 540 wanted .* cobb_douglas"):
         demonstrate_game(train_rows[1], seed=0, rule=WelfareRule(kind="cobb_douglas"))
     with pytest.raises(ValueError, match="counterfactual_share must be in"):
         demonstrate_game(rows, seed=0, counterfactual_share=0.6)
@@ -246,6 +246,55 @@ def test_counterfactual_loss_analyze_makes_the_edited_matrix_context(tiny, tmp_p
     )
     with pytest.raises(ParamsError, match=r"demonstrations\.counterfactual_loss"):
         parse_params({"demonstrations": {"counterfactual_loss": "payoff"}})
+
+
+# The demo's billed words (params.yaml) at a price where a hedge's 11.5 extra words cost more than its lead.
+STEER = {"price_per_100_words": 30.0, "expected_words": {"DA": 15.0, "CQ": 41.5, "AQ": 26.5}}
+
+
+def test_a_steered_copy_is_the_row_as_pricing_steering_leaves_it():
+    """Same prompt and thinking, the matrix edited after the thinking, the solver's analysis of the edited matrix,
+    and a response doing its optimum's action: what the policy reads after a steering splice."""
+    edits = counterfactual_edits(SteeringConfig(**STEER), published=False)
+    assert [e.name for e in edits] == ["subscription->api @30", "api->subscription @30"]
+    clear = ROWS[5][0]
+    for row, answer in ((clear, "hull"), (ROWS[0][0], "A")):
+        base = check_strict(demonstrate(row, seed=0, ambiguity="hedge"))
+        edit, text = demonstrate_steered(row, edits, seed=0, ambiguity="hedge")
+        steered = check_strict(text)
+        assert steered.ok and steered.blocks["thinking"] == base.blocks["thinking"]
+        assert steered.matrix == edit.transform(base.matrix) and min(p.user for p in steered.matrix.values()) >= 0
+        assert optimal_cell(base.matrix, WelfareRule()) == "DQ_AQ"
+        assert named_cell(steered.blocks["analyze"]) == optimal_cell(steered.matrix, WelfareRule()) == "DQ_DA"
+        assert steered.blocks["analyze"] == render_analyze(steered.matrix, WelfareRule())
+        assert steered.blocks["response"] == f"The answer is {answer}."
+    assert demonstrate_steered(clear, edits, seed=0, ambiguity="hedge") == demonstrate_steered(
+        clear, edits, seed=0, ambiguity="hedge"
+    )
+    # a direct answer is the cheapest action: no cost edit moves its optimum; nor does an edit at price 2
+    assert demonstrate_steered(ROWS[1][0], edits, seed=0) is None
+    cheap = counterfactual_edits(SteeringConfig(**{**STEER, "price_per_100_words": 2.0}), published=False)
+    assert demonstrate_steered(clear, cheap, seed=0, ambiguity="hedge") is None
+
+
+def test_demonstrations_stage_adds_steered_copies_when_params_ask_for_them(tiny, tmp_path):
+    lines = {}
+    for name, extra in (("plain", {}), ("steered", {"steered": True, "counterfactual_loss": "response"})):
+        root = tmp_path / name
+        (root / "artifacts" / "curated").mkdir(parents=True)
+        tiny.to_parquet(root / "artifacts" / "curated" / "curated.parquet", index=False)
+        params = parse_params(
+            {"demonstrations": {"ambiguity": "hedge", **extra}, "steering": {**STEER, "eval": {"prices": [30.0]}}}
+        )
+        result = demonstrations_stage(root, params, track=False)
+        lines[name] = [json.loads(x) for x in result.path.read_text().splitlines()]
+    steered = [x for x in lines["steered"] if x.get("variant") == "steered"]
+    assert [x for x in lines["steered"] if "variant" not in x] == lines["plain"]  # the label rows are unchanged
+    assert len(steered) == 180 and {x["data_source"] for x in steered} == {"ambig_qa"}  # every hedge moves
+    assert all(x["uid"].endswith(":steered") and x["loss_from"] == "<response>" for x in steered)
+    assert {x["edit"] for x in steered} == {"subscription->api @30", "api->subscription @30"}
+    assert result.metrics["action_share/variant/steered/DA"] == 1.0 and result.metrics["count"] == 720
+    assert result.metrics["action_share/ambig_qa/ambiguous/DA"] == 0.5
 
 
 def test_demonstrations_stage_writes_the_hedge_when_params_ask_for_it(tiny, tmp_path):

@@ -61,6 +61,17 @@ def client(server):
     return openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=60)
 
 
+@pytest.fixture(scope="module")
+def paced_client(tok):
+    """A server whose model takes 20 ms a forward: the stream coalesces what the worker wrote since the event loop
+    last looked, so only a model slower than the loop shows that deltas really arrive one after another (with
+    the instant scripted model a busy machine can finish the answer before the first look)."""
+    engine, app = start(tok, lm=ScriptedLM(tok, delay_s=0.02))
+    with running_server(app) as url:
+        yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+    engine.close()
+
+
 # ---------------------------------------------------------------------------------------------------- the happy path
 def test_models_and_health(client, server):
     assert [m.id for m in client.models.list()] == [NAME]
@@ -100,7 +111,8 @@ def test_full_return_gives_all_four_blocks(client):
 
 @pytest.mark.parametrize("mode", ["response", "full"])
 @pytest.mark.parametrize("pricing", ["api", "subscription"])
-def test_streaming_deltas_add_up_to_the_non_streaming_answer(client, mode, pricing):
+def test_streaming_deltas_add_up_to_the_non_streaming_answer(paced_client, mode, pricing):
+    client = paced_client
     extra = {"pricing": pricing, "return": mode}
     whole = client.chat.completions.create(model=NAME, messages=compact("What is 2 + 2?"), extra_body=extra)
     stream = client.chat.completions.create(

@@ -13,7 +13,7 @@ from paper_tables import TABLE1
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
 from gtalign.config import ParamsError, parse_params
-from gtalign.game import PayoffMatrix, optimal_cell
+from gtalign.game import Payoff, PayoffMatrix, WelfareRule, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
 from gtalign.protocol import check_strict, extract_block, parse_payoff_strict, read_tolerant, render_messages
 from gtalign.reward.consistency import matrix_consistency
@@ -43,35 +43,49 @@ def api(price: float = 2.0, **kw) -> PricingTransform:
 
 
 # ------------------------------------------------------------------------------------------------ transform math
-def test_cost_transform_charges_the_user_by_expected_words():
-    # costs: DA 2 * 10 / 100 = 0.2, CQ 2 * 50 / 100 = 1.0, AQ 2 * 60 / 100 = 1.2
+def test_cost_transform_charges_the_user_for_the_words_above_the_cheapest_action():
+    # costs: DA 2 * 10 / 100 = 0.2, CQ 2 * 50 / 100 = 1.0, AQ 2 * 60 / 100 = 1.2; charged above DA's: 0, 0.8, 1.0
     edited = api()(TABLE1).to_dict()
     assert edited == {
-        "DQ_AQ": {"LLM": 3.0, "user": 1.8},
-        "DQ_CQ": {"LLM": 1.0, "user": 1.0},
-        "DQ_DA": {"LLM": 1.0, "user": -0.2},
-        "VQ_AQ": {"LLM": 0.0, "user": 2.8},
-        "VQ_CQ": {"LLM": 0.0, "user": 0.0},
-        "VQ_DA": {"LLM": 1.0, "user": 0.8},
+        "DQ_AQ": {"LLM": 3.0, "user": 2.0},
+        "DQ_CQ": {"LLM": 1.0, "user": 1.2},
+        "DQ_DA": {"LLM": 1.0, "user": 0.0},
+        "VQ_AQ": {"LLM": 0.0, "user": 3.0},
+        "VQ_CQ": {"LLM": 0.0, "user": 0.2},
+        "VQ_DA": {"LLM": 1.0, "user": 1.0},
     }
-    assert api().cost("AQ") == pytest.approx(1.2)
+    assert api().cost("AQ") == pytest.approx(1.2) and api().charge("AQ") == pytest.approx(1.0)
+    assert api().charge("DA") == 0.0
+
+
+def test_charging_above_the_cheapest_action_picks_what_charging_every_word_picks_under_the_sum_rule():
+    """The cheapest action's cost is a constant on every cell: no sum-rule choice depends on it."""
+    rule = WelfareRule(kind="sum")
+    for price in (0.5, 2.0, 4.0, 7.0):
+        transform = api(price)
+        full = TABLE1.map(lambda c, p, t=transform: Payoff(p.llm, p.user - t.cost(c.split("_")[1])))
+        assert optimal_cell(transform(TABLE1), rule) == optimal_cell(full, rule)
 
 
 def test_api_to_subscription_moves_the_cost_to_the_llm_and_revenue_share_credits_it():
     edited = PricingTransform("api->subscription", price_per_100_words=2.0, expected_words=TEST_WORDS)(TABLE1)
-    assert edited["DQ_AQ"].llm == 1.8 and edited["DQ_AQ"].user == 3.0
-    assert edited["VQ_DA"].llm == 0.8 and edited["VQ_DA"].user == 1.0
-    assert edited["DQ_CQ"].llm == 0.0 and edited["DQ_CQ"].user == 2.0
+    assert edited["DQ_AQ"].llm == 2.0 and edited["DQ_AQ"].user == 3.0
+    assert edited["VQ_DA"].llm == 1.0 and edited["VQ_DA"].user == 1.0
+    assert edited["DQ_CQ"].llm == 0.2 and edited["DQ_CQ"].user == 2.0
     shared = api(revenue_share=0.5)(TABLE1)  # the provider earns half of what the user pays
-    assert (shared["DQ_AQ"].llm, shared["DQ_AQ"].user) == (3.6, 1.8)
+    assert (shared["DQ_AQ"].llm, shared["DQ_AQ"].user) == (3.5, 2.0)
 
 
-def test_edited_values_are_rounded_to_one_decimal():
+def test_edited_values_are_rounded_to_one_decimal_and_a_charge_stops_at_zero():
     m = PayoffMatrix.from_dict({c: {"LLM": 0.1, "user": 0.3} for c in TABLE1})
     edited = PricingTransform("subscription->api", price_per_100_words=0.7, expected_words=TEST_WORDS)(m)
-    # user 0.3 - 0.07 = 0.23 -> 0.2; 0.3 - 0.35 = -0.05 -> -0.1 (round half to even on the float -0.04999...)
-    assert edited["DQ_DA"].user == 0.2 and edited["DQ_CQ"].user == round(0.3 - 0.35, 1)
+    # charges: DA 0, CQ 0.28, AQ 0.35; user 0.3 - 0.28 = 0.02 -> 0.0; 0.3 - 0.35 = -0.05 -> floored at 0.0
+    assert edited["DQ_DA"].user == 0.3 and edited["DQ_CQ"].user == 0.0 and edited["DQ_AQ"].user == 0.0
     assert all(str(v)[::-1].find(".") <= 1 for p in edited.values() for v in (p.llm, p.user))
+    steep = PricingTransform("api->subscription", price_per_100_words=50.0, expected_words=TEST_WORDS)(TABLE1)
+    assert steep["DQ_AQ"].llm == 0.0 and steep["DQ_DA"].llm == 1.0  # 3 - 25 stops at 0; DA is not charged
+    below = PayoffMatrix.from_dict({c: {"LLM": -1.0, "user": -2.0} for c in TABLE1})
+    assert api()(below)["DQ_AQ"].user == -3.0  # a payoff the model wrote below 0 is edited, not floored
 
 
 def test_published_transform_exactly():

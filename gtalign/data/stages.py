@@ -32,13 +32,14 @@ from gtalign.data.prompts import extra_info_of, prompt_messages
 from gtalign.data.raw import check_raw_data, load_raw
 from gtalign.data.validate import ValidationReport
 from gtalign.data.validate import validate as run_expectations
-from gtalign.demonstrations import DemoRow, demonstrate
-from gtalign.demonstrations_game import counterfactual_edits, demonstrate_game
+from gtalign.demonstrations import DemoRow, demonstrate, demonstrate_steered
+from gtalign.demonstrations_game import demonstrate_game
 from gtalign.game import ACTIONS, WelfareRule, split_cell
 from gtalign.layout import Layout, write_metrics
 from gtalign.protocol import named_cell, read_tolerant, response_action
 from gtalign.reward import RewardInput, RewardResult, score_batch
 from gtalign.reward.judges import make_judge
+from gtalign.steering.config import counterfactual_edits
 from gtalign.teacher import TeacherPrompt, best_of_n
 from gtalign.tracking import log_stage
 
@@ -221,18 +222,50 @@ def _game_texts(records: list[dict[str, Any]], params: Params) -> tuple[list[int
         max_action_share=cfg.max_action_share,
         max_words=cfg.max_response_words,
     )
-    # counterfactual_loss: analyze -> the SFT row trains from <analyze> on (gtalign.train.sft.tokenize_demonstration)
-    cf_loss = {"loss_from": "<analyze>"} if cfg.counterfactual_loss == "analyze" else {}
+    cf_loss = _counterfactual_loss(params)
     extras = [
         {"variant": d.variant, "edit": d.edit, **(cf_loss if d.variant == "counterfactual" else {})} for d in demos
     ]
     return [d.index for d in demos], [d.text for d in demos], extras
 
 
+def _counterfactual_loss(params: Params) -> dict[str, str]:
+    """The SFT row key that starts a counterfactual's loss later (`gtalign.train.sft.tokenize_demonstration`)."""
+    marker = {"analyze": "<analyze>", "response": "<response>"}.get(params.demonstrations.counterfactual_loss)
+    return {"loss_from": marker} if marker else {}
+
+
+def _uid(uid: str, variant: str | None) -> str:
+    """A derived row's uid: its prompt's, with the variant (the uid stays unique per demonstration)."""
+    return {"counterfactual": f"{uid}:cf", "steered": f"{uid}:steered"}.get(str(variant), uid)
+
+
+def _label_texts(records: list[dict[str, Any]], params: Params) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+    """The rule teacher's `label` recipe: one row per record, each followed by its steered copy when
+    `demonstrations.steered` and a serving pricing edit moves its optimum (variant `steered`, with the edit)."""
+    cfg = params.demonstrations
+    rule = WelfareRule(kind=cfg.analyze_rule)
+    kw = {"seed": cfg.seed, "rule": rule, "max_words": cfg.max_response_words, "ambiguity": cfg.ambiguity}
+    edits = counterfactual_edits(params.steering, published=False) if cfg.steered else ()
+    loss = _counterfactual_loss(params)
+    keep, texts, extras = [], [], []
+    for i, r in enumerate(records):
+        row = demo_row(r)
+        keep.append(i)
+        texts.append(demonstrate(row, **kw))
+        extras.append({})  # a label row's JSONL is what it was before steered copies existed
+        steered = demonstrate_steered(row, edits, **kw) if edits else None
+        if steered is not None:
+            keep.append(i)
+            texts.append(steered[1])
+            extras.append({"variant": "steered", "edit": steered[0].name, **loss})
+    return keep, texts, extras
+
+
 @dataclass
 class ActionMix:
     """What the demonstrations' responses do (`protocol.response_action`), counted per source and label, per user
-    type of the cell the analyze names, and per variant (base | counterfactual; `label` for one-row recipes)."""
+    type of the cell the analyze names, and per variant (game: base | counterfactual; label: label | steered)."""
 
     by_label: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
     by_user_type: dict[str, Counter[str]] = field(default_factory=dict)
@@ -361,21 +394,15 @@ def demonstrations_stage(
     records = train.to_dict("records")
     teacher_metrics: dict[str, float] = {}
     teacher_md = ""
-    extras: list[dict[str, Any]] | None = None  # recipe game: each row's variant and pricing edit
+    extras: list[dict[str, Any]] | None = None  # rule teacher: each row's variant (and pricing edit)
     if teacher == "rule" and cfg.recipe == "game":
         keep, texts, extras = _game_texts(records, params)
         label = "rule:game"
+    elif teacher == "rule":
+        keep, texts, extras = _label_texts(records, params)
+        label = "rule"
     else:
-        if teacher == "rule":
-            seed, max_words = cfg.seed, cfg.max_response_words
-            rule = WelfareRule(kind=cfg.analyze_rule)
-            all_texts: list[str | None] = [
-                demonstrate(demo_row(r), seed=seed, rule=rule, max_words=max_words, ambiguity=cfg.ambiguity)
-                for r in records
-            ]
-            label = "rule"
-        else:
-            all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
+        all_texts, label, teacher_metrics, teacher_md = _openai_teacher_texts(root, records, style, params)
         keep = [i for i, text in enumerate(all_texts) if text is not None]
         texts = [t for t in all_texts if t is not None]
     kept_rows = train.iloc[keep].reset_index(drop=True)
@@ -387,7 +414,7 @@ def demonstrations_stage(
             f.write(
                 json.dumps(
                     {
-                        "uid": r["uid"] if extra.get("variant") != "counterfactual" else f"{r['uid']}:cf",
+                        "uid": _uid(r["uid"], extra.get("variant")),
                         "data_source": r["source"],
                         "split": r["split"],
                         "prompt": prompt_messages(r, style),
@@ -401,7 +428,7 @@ def demonstrations_stage(
                 + "\n"
             )
     summary = _score_teacher(kept_rows, texts, params)
-    variants = [str(e["variant"]) for e in extras] if extras is not None else None
+    variants = [str(e.get("variant", "label")) for e in extras] if extras is not None else None
     mix = action_mix(kept_rows, texts, variants)
     (layout.demonstrations / "summary.md").write_text(
         summary.to_markdown(f"Demonstrations ({teacher} teacher)") + "\n" + mix.to_markdown() + teacher_md

@@ -6,6 +6,7 @@ and the key) instead of silently falling back to a default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +21,14 @@ from gtalign.steering.pricing import (
     published_transform,
 )
 
-__all__ = ["PublishedScales", "SteeringConfig", "SteeringEvalConfig", "transform_for"]
+__all__ = [
+    "Edit",
+    "PublishedScales",
+    "SteeringConfig",
+    "SteeringEvalConfig",
+    "counterfactual_edits",
+    "transform_for",
+]
 
 Direction = Literal["subscription->api", "api->subscription"]
 
@@ -129,3 +137,29 @@ def transform_for(pricing: Pricing | None, cfg: SteeringConfig) -> PricingTransf
     if cfg.transform == "published":
         return cfg.published_transform(direction)
     return cfg.make_transform(direction)
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A pricing edit of the matrix, named as reports show it."""
+
+    name: str
+    transform: PricingTransform
+
+
+def counterfactual_edits(cfg: SteeringConfig, *, published: bool = True) -> tuple[Edit, ...]:
+    """The edits steering applies at inference: each cost mode of `steering.eval.modes` at each evaluated price, and
+    (`published`) the published shifts in both directions (`steering.published`). Deduplicated, in a fixed order."""
+    edits: dict[str, Edit] = {}
+    prices = cfg.eval.prices or [cfg.price_per_100_words]
+    for mode in cfg.eval.modes:
+        if mode == "published":
+            if not published:
+                continue
+            for direction in cfg.published:
+                edits[f"published {direction}"] = Edit(f"published {direction}", cfg.published_transform(direction))
+            continue
+        for price in prices:
+            transform = cfg.model_copy(update={"price_per_100_words": price}).make_transform(mode)  # type: ignore[arg-type]
+            edits[f"{mode} @{price:g}"] = Edit(f"{mode} @{price:g}", transform)
+    return tuple(edits.values())

@@ -3,9 +3,11 @@
 All built from params.yaml `steering:` (`gtalign.steering.config`):
 
 * `subscription->api` (the paper's example): under pay-per-token pricing the *user* pays for the words, so each cell's
-  user payoff drops by `price_per_100_words * expected_words[action] / 100`; `revenue_share` of that cost can be
-  credited to the LLM (the provider earns what the user pays; 0 = the paper, which only charges the user).
-* `api->subscription`: the provider pays, so the same cost comes off the LLM payoff.
+  user payoff drops by what its action's words cost above the cheapest action's,
+  `price_per_100_words * (expected_words[action] - min(expected_words)) / 100`, and never below 0; `revenue_share`
+  of that charge can be credited to the LLM (the provider earns what the user pays; 0 = the paper, which only
+  charges the user).
+* `api->subscription`: the provider pays, so the same charge comes off the LLM payoff.
 * `published`: the additive shifts of the published code (`inference_v2.transform_payoffs`), kept for comparison:
   if `scale_llm != 0`, LLM += scale_llm on every cell and user += 0 / +1 / +0.5 for DA / AQ / CQ; else if
   `scale_user != 0`, user += scale_user on every cell and LLM += +1 / +0.5 / 0 for DA / AQ / CQ; each value rounded to
@@ -15,9 +17,16 @@ All built from params.yaml `steering:` (`gtalign.steering.config`):
 Why expected *words per action* and not fixed constants: what a pricing change costs depends on how long each action
 makes the interaction. A clarifying question is short itself but defers the answer to another turn, so its billed
 words are the question plus the answer it defers (`expected_words_from_completions` computes the table from the
-demonstrations; params.yaml holds the values used). Worth knowing: under the prompt's *sum* welfare a cost moved
-from the user to the LLM leaves every cell's welfare unchanged, so `subscription->api` and `api->subscription` pick
-the same cells (only the user/LLM tie-breaks differ); they part ways under the Nash product (`rule: nash`).
+demonstrations; params.yaml holds the values used).
+
+Why the charge *above the cheapest action*, floored at 0: the cheapest action's cost comes off every cell alike, which
+no choice under the sum rule depends on, yet charging it drives the payoffs negative at any price that moves an
+optimum, into a range the policy never wrote and the product rules are not defined on; the floor keeps the edited
+matrix in the demonstrations' range.
+
+Worth knowing: under the prompt's *sum* welfare a cost moved from the user to the LLM leaves every cell's welfare
+unchanged, so `subscription->api` and `api->subscription` pick the same cells (only the user/LLM tie-breaks differ);
+they part ways under the Nash product (`rule: nash`).
 """
 
 from __future__ import annotations
@@ -91,13 +100,18 @@ class PricingTransform:
         """The token cost of one action in payoff units: price times the words the action is expected to bill."""
         return self.price_per_100_words * self.expected_words[action] / 100.0
 
+    def charge(self, action: str) -> float:
+        """What the cost modes charge a cell with `action`: its cost above the cheapest action's."""
+        return self.cost(action) - min(self.cost(a) for a in ACTIONS)
+
     def shift(self, action: str) -> tuple[float, float]:
-        """(LLM shift, user shift) this transform adds to every cell with `action` (before rounding)."""
+        """(LLM shift, user shift) this transform adds to every cell with `action` (before rounding and, in the cost
+        modes, the floor at 0)."""
         if self.mode == "subscription->api":
-            c = self.cost(action)
+            c = self.charge(action)
             return self.revenue_share * c, -c
         if self.mode == "api->subscription":
-            return -self.cost(action), 0.0
+            return -self.charge(action), 0.0
         if self.mode == "published":
             if self.scale_llm != 0:
                 return self.scale_llm, _PUBLISHED_SHIFTS[action][0]
@@ -106,9 +120,15 @@ class PricingTransform:
         return 0.0, 0.0
 
     def __call__(self, matrix: PayoffMatrix) -> PayoffMatrix:
+        floor = self.mode in ("subscription->api", "api->subscription")
+
+        def shifted(value: float, delta: float) -> float:
+            new = _round1(value + delta)
+            return max(new, 0.0) if floor and value >= 0 and delta < 0 else new
+
         def edit(cell: str, p: Payoff) -> Payoff:
             d_llm, d_user = self.shift(split_cell(cell)[1])
-            return Payoff(llm=_round1(p.llm + d_llm), user=_round1(p.user + d_user))
+            return Payoff(llm=shifted(p.llm, d_llm), user=shifted(p.user, d_user))
 
         return matrix if self.is_identity else matrix.map(edit)
 
