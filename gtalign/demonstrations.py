@@ -20,10 +20,11 @@ The paper warm-starts with teacher answers, best of nine by social welfare (pape
 * a `<response>` that acts on the chosen action with the ground truth (the boxed answer, one clarifying question
   naming the meanings, a refusal with a safe alternative, the start of the ideal text);
 * optionally (`demonstrate_steered`), the same row as pricing steering leaves it: the same prompt and thinking, the
-  matrix edited by a serving pricing edit that moves its optimum (a hedge's, which the user's per-word cost makes not
+  matrix edited by a steering cost edit that moves its optimum (a hedge's, which the user's per-word cost makes not
   worth its extra words), the solver's analysis of the edited matrix and a response doing its optimum's action. In
   the one-row recipe a prompt's response could follow the prompt alone; the steered copy is the only thing that
-  teaches it to read the analysis, which is what a steered answer must do (issue 13).
+  teaches it to read the analysis, which is what a steered answer must do (issue 13; the tiny model does not learn
+  it: docs/sft_on_the_tiny_model.md).
 
 Every demonstration passes the strict parser (`check_strict`) or `demonstrate` raises: a teacher bug must never
 become training data.
@@ -145,7 +146,7 @@ def scenario(row: DemoRow, ambiguity: Ambiguity = "label") -> str:
     return "direct"
 
 
-def _matrix(kind: str, rng: random.Random, rule: WelfareRule) -> PayoffMatrix:
+def _matrix(kind: str, rng: random.Random, rule: WelfareRule, min_frontier: int = 2) -> PayoffMatrix:
     base = _BASE[kind]
     target = optimal_cell(PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()}), rule)
     for _ in range(16):  # noise that keeps the intended optimum and the trade-off; a few tries suffice
@@ -157,7 +158,7 @@ def _matrix(kind: str, rng: random.Random, rule: WelfareRule) -> PayoffMatrix:
             for c, (llm, user) in base.items()
         }
         matrix = PayoffMatrix.from_dict(noisy)
-        if optimal_cell(matrix, rule) == target and len(pareto_frontier(matrix)) >= 2:
+        if optimal_cell(matrix, rule) == target and len(pareto_frontier(matrix)) >= min_frontier:
             return matrix
     return PayoffMatrix.from_dict({c: {"LLM": v[0], "user": v[1]} for c, v in base.items()})
 
@@ -237,11 +238,13 @@ def edited_optima(
     return out
 
 
-def _draw(row: DemoRow, seed: int, rule: WelfareRule, ambiguity: Ambiguity) -> tuple[str, str, PayoffMatrix]:
+def _draw(
+    row: DemoRow, seed: int, rule: WelfareRule, ambiguity: Ambiguity, min_frontier: int
+) -> tuple[str, str, PayoffMatrix]:
     """(scenario, thinking, matrix) of the row's demonstration; deterministic in (row, seed)."""
     rng = random.Random(f"{seed}:{row.source}:{row.question}")
     kind = scenario(row, ambiguity)
-    matrix = _matrix(kind, rng, rule)
+    matrix = _matrix(kind, rng, rule, min_frontier)
     situation, *reasons = _THINKING[kind]
     return kind, f"{situation} {rng.choice(reasons)}", matrix
 
@@ -262,10 +265,13 @@ def demonstrate(
     rule: WelfareRule | None = None,
     max_words: int = 120,
     ambiguity: Ambiguity = "label",
+    min_frontier: int = 2,
 ) -> str:
-    """One four-block demonstration for `row`; deterministic in (row, seed)."""
+    """One four-block demonstration for `row`; deterministic in (row, seed). The matrix keeps at least
+    `min_frontier` Pareto-frontier cells (2: a trade-off in every demonstration; 1: also the one-cell frontiers the
+    noise gives, as the model's own matrices have them, so that the solver's analysis of them is familiar)."""
     rule = rule or WelfareRule()
-    kind, thinking, matrix = _draw(row, seed, rule, ambiguity)
+    kind, thinking, matrix = _draw(row, seed, rule, ambiguity, min_frontier)
     return _write(row, kind, thinking, matrix, rule, max_words)
 
 
@@ -277,13 +283,14 @@ def demonstrate_steered(
     rule: WelfareRule | None = None,
     max_words: int = 120,
     ambiguity: Ambiguity = "label",
+    min_frontier: int = 2,
 ) -> tuple[Edit, str] | None:
     """(edit, text): `demonstrate(row)` as steering leaves it after one of `edits` that moves its optimum to another
     action (seeded choice among them), with the thinking the model wrote before the splice, the edited matrix, the
     solver's analysis and a response doing the new optimum's action; None when no edit moves it. Raises when the
     response would not read as that action: a teacher bug must not teach the response to ignore the analysis."""
     rule = rule or WelfareRule()
-    kind, thinking, matrix = _draw(row, seed, rule, ambiguity)
+    kind, thinking, matrix = _draw(row, seed, rule, ambiguity, min_frontier)
     action = split_cell(optimal_cell(matrix, rule))[1]
     moved = [(e, m, c) for e, m, c in edited_optima(matrix, edits, rule) if split_cell(c)[1] != action]
     if not moved:

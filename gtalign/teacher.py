@@ -133,9 +133,17 @@ class DemonstrationsParams(BaseModel):
     max_action_share: float = Field(
         0.5, gt=0.0, le=1.0, description="recipe game: the most any response action may be of the set (else an error)"
     )
+    min_frontier: int = Field(
+        2,
+        ge=1,
+        le=6,
+        description="rule teacher: the fewest Pareto-frontier cells a matrix keeps (2: a trade-off in every "
+        "demonstration; 1: also the one-cell frontiers its noise gives, which the model's own matrices have and the "
+        "solver then analyses)",
+    )
     steered: bool = Field(
         False,
-        description="recipe label: each row whose optimum a serving pricing edit moves (steering's cost modes at "
+        description="recipe label: each row whose optimum a steering cost edit moves (steering's cost modes at "
         "steering.eval.prices) is followed by its steered copy: the same prompt and thinking, the edited matrix, the "
         "solver's analysis and a response doing the new optimum (gtalign.demonstrations.demonstrate_steered)",
     )

@@ -242,10 +242,16 @@ def _uid(uid: str, variant: str | None) -> str:
 
 def _label_texts(records: list[dict[str, Any]], params: Params) -> tuple[list[int], list[str], list[dict[str, Any]]]:
     """The rule teacher's `label` recipe: one row per record, each followed by its steered copy when
-    `demonstrations.steered` and a serving pricing edit moves its optimum (variant `steered`, with the edit)."""
+    `demonstrations.steered` and a steering cost edit (`steering.eval` modes and prices) moves its optimum."""
     cfg = params.demonstrations
     rule = WelfareRule(kind=cfg.analyze_rule)
-    kw = {"seed": cfg.seed, "rule": rule, "max_words": cfg.max_response_words, "ambiguity": cfg.ambiguity}
+    kw = {
+        "seed": cfg.seed,
+        "rule": rule,
+        "max_words": cfg.max_response_words,
+        "ambiguity": cfg.ambiguity,
+        "min_frontier": cfg.min_frontier,
+    }
     edits = counterfactual_edits(params.steering, published=False) if cfg.steered else ()
     loss = _counterfactual_loss(params)
     keep, texts, extras = [], [], []
@@ -475,8 +481,11 @@ def teacher_eval_stage(
     table = load_curated(layout.curated)
     test = table[table["split"] == "test"]
     sample = test.sample(frac=1.0, random_state=seed).groupby("source").head(per_source).reset_index(drop=True)
-    ambiguity = params.demonstrations.ambiguity  # the teacher the demonstrations come from
-    texts = [demonstrate(demo_row(r), seed=seed, ambiguity=ambiguity) for r in sample.to_dict("records")]
+    demo = params.demonstrations  # the teacher the demonstrations come from
+    texts = [
+        demonstrate(demo_row(r), seed=seed, ambiguity=demo.ambiguity, min_frontier=demo.min_frontier)
+        for r in sample.to_dict("records")
+    ]
     summary = _score_teacher(sample, texts, params)
     layout.teacher_eval.mkdir(parents=True, exist_ok=True)
     path = layout.teacher_eval / "summary.md"

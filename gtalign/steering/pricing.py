@@ -107,11 +107,11 @@ class PricingTransform:
     def shift(self, action: str) -> tuple[float, float]:
         """(LLM shift, user shift) this transform adds to every cell with `action` (before rounding and, in the cost
         modes, the floor at 0)."""
+        c = self.charge(action)
         if self.mode == "subscription->api":
-            c = self.charge(action)
-            return self.revenue_share * c, -c
+            return self.revenue_share * c, -c if c else 0.0  # no "-0.00" for the cheapest action in reports
         if self.mode == "api->subscription":
-            return -self.charge(action), 0.0
+            return -c if c else 0.0, 0.0
         if self.mode == "published":
             if self.scale_llm != 0:
                 return self.scale_llm, _PUBLISHED_SHIFTS[action][0]
