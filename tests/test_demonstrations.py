@@ -297,6 +297,22 @@ def test_demonstrations_stage_adds_steered_copies_when_params_ask_for_them(tiny,
     assert result.metrics["action_share/ambig_qa/ambiguous/DA"] == 0.5
 
 
+def test_min_frontier_one_keeps_the_one_cell_frontiers_the_noise_gives(train_rows):
+    """The model's own matrices often have a one-cell frontier (its digits blur), and the solver's analysis of one
+    is then text it never saw; `min_frontier: 1` keeps the ones the seeded noise gives instead of redrawing them."""
+    rows = train_rows[1]
+
+    def sizes(**kw) -> Counter[int]:
+        return Counter(
+            len(pareto_frontier(check_strict(demonstrate(r, seed=0, ambiguity="hedge", **kw)).matrix)) for r in rows
+        )
+
+    assert sizes() == Counter({2: 540})
+    assert sizes(min_frontier=1) == Counter({2: 457, 1: 83})
+    with pytest.raises(ParamsError, match=r"demonstrations\.min_frontier"):
+        parse_params({"demonstrations": {"min_frontier": 0}})
+
+
 def test_demonstrations_stage_writes_the_hedge_when_params_ask_for_it(tiny, tmp_path):
     curated = tmp_path / "artifacts" / "curated"
     curated.mkdir(parents=True)
