@@ -100,10 +100,10 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains fastest on one thread, most of all on a busy machine
     try:
-        loss = _train(model, opt, [example(native, len(prompt)), example(api, close)])
+        worst = _train(model, opt, [example(native, len(prompt)), example(api, close)])
     finally:
         torch.set_num_threads(threads)
-    assert loss < 0.05, f"the tiny model did not memorise its answers (loss {loss:.3f})"
+    assert worst < 0.05, f"the tiny model did not memorise its answers (largest token loss {worst:.3f})"
     assert render_payoff(edited) in tok.decode(api)
     tok.save_pretrained(folder)
     model.eval().save_pretrained(folder)
@@ -111,14 +111,28 @@ def _memorised_model(folder: Path, tok: Any) -> Path:
 
 
 def _train(model: Any, opt: Any, examples: list[tuple[Any, Any]]) -> float:
-    for _ in range(400):
-        loss = sum(model(input_ids=x, labels=y).loss for x, y in examples)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if loss.item() < 0.01:
+    """Train until every trained token's loss is small, and return the largest. The mean loss is not enough: the
+    two answers part at one token (`Chosen: DQ_CQ` after the native matrix, `DQ_DA` after the edited one), which
+    a mean over a hundred tokens hides even at 50/50, and greedy decoding then takes the wrong branch."""
+    import torch
+    import torch.nn.functional as F
+
+    worst = float("inf")
+    for _ in range(1000):
+        losses = []
+        for x, y in examples:
+            logits = model(input_ids=x).logits[0, :-1]
+            target = y[0, 1:]
+            keep = target != -100
+            losses.append(F.cross_entropy(logits[keep], target[keep], reduction="none"))
+        per_token = torch.cat(losses)
+        worst = per_token.max().item()
+        if worst < 0.05:
             break
-    return loss.item()
+        opt.zero_grad()
+        per_token.mean().backward()
+        opt.step()
+    return worst
 
 
 def _free_port() -> int:
