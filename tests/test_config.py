@@ -13,6 +13,7 @@ REPO = Path(__file__).parents[1]
 PRESETS = [
     [],
     ["configs/presets/paper.yaml"],
+    ["configs/presets/steered.yaml"],
     ["configs/train/qwen2.5-3b.yaml"],
     ["configs/train/qwen2.5-3b.yaml", "configs/train/qwen2.5-3b-vllm-server.yaml"],
 ]
@@ -44,6 +45,17 @@ MISSPELT = {
 def test_the_repo_params_and_every_preset_parse(presets):
     params = load_typed_params(REPO / "params.yaml", [REPO / p for p in presets])
     assert isinstance(params, Params) and params.rl.args["max_steps"] >= 1 and params.sft.args["max_steps"] != 0
+
+
+def test_the_steered_preset_is_the_demo_with_steered_copies_and_three_times_the_sft_steps():
+    demo = load_typed_params(REPO / "params.yaml")
+    steered = load_typed_params(REPO / "params.yaml", [REPO / "configs/presets/steered.yaml"])
+    d = steered.demonstrations
+    assert (d.steered, d.counterfactual_loss, d.min_frontier) == (True, "response", 1)
+    assert steered.sft.args["max_steps"] == 3 * demo.sft.args["max_steps"]
+    assert steered.steering.analyze == "solver"
+    assert [steered.steering.price_per_100_words] == demo.steering.eval.prices  # serves at the evaluated price
+    assert steered.rl == demo.rl and steered.steering.eval == demo.steering.eval
 
 
 @pytest.mark.parametrize("case", list(MISSPELT), ids=str)
