@@ -249,13 +249,17 @@ def _draw(
     return kind, f"{situation} {rng.choice(reasons)}", matrix
 
 
-def _write(row: DemoRow, kind: str, thinking: str, matrix: PayoffMatrix, rule: WelfareRule, max_words: int) -> str:
+def _write(
+    row: DemoRow, kind: str, thinking: str, matrix: PayoffMatrix, rule: WelfareRule, max_words: int
+) -> tuple[str, str]:
+    """(text, response) of the demonstration showing `matrix`; raises unless the text is strict."""
     action = split_cell(optimal_cell(matrix, rule))[1]
-    text = render_completion(thinking, matrix, _analyze(matrix, rule), _response(row, kind, action, max_words))
+    response = _response(row, kind, action, max_words)
+    text = render_completion(thinking, matrix, _analyze(matrix, rule), response)
     strict = check_strict(text)
     if not strict.ok:
         raise ValueError(f"rule teacher wrote an invalid demonstration for {row.source}: {strict.reason}")
-    return text
+    return text, response
 
 
 def demonstrate(
@@ -272,7 +276,7 @@ def demonstrate(
     noise gives, as the model's own matrices have them, so that the solver's analysis of them is familiar)."""
     rule = rule or WelfareRule()
     kind, thinking, matrix = _draw(row, seed, rule, ambiguity, min_frontier)
-    return _write(row, kind, thinking, matrix, rule, max_words)
+    return _write(row, kind, thinking, matrix, rule, max_words)[0]
 
 
 def demonstrate_steered(
@@ -296,8 +300,8 @@ def demonstrate_steered(
     if not moved:
         return None
     edit, edited, cell = moved[random.Random(f"{seed}:{row.source}:{row.question}:steered").randrange(len(moved))]
-    text = _write(row, kind, thinking, edited, rule, max_words)
-    if response_action(check_strict(text).blocks["response"]) != split_cell(cell)[1]:
+    text, response = _write(row, kind, thinking, edited, rule, max_words)
+    if response_action(response) != split_cell(cell)[1]:
         raise ValueError(
             f"rule teacher: the steered {row.source} {row.label} row {row.question[:60]!r} ({edit.name}) has no "
             f"{split_cell(cell)[1]} response"
