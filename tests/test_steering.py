@@ -271,11 +271,18 @@ def test_batched_steering_equals_plain_greedy_generation_when_nothing_is_edited(
 
 
 class _Forced(Steerer):
-    """Forces each request's `script` tokens until its payoff closes, then decodes freely; records the logits."""
+    """Forces each request's `script` tokens until its payoff closes, then decodes freely; records the logits, and
+    the attention mask and tokens of every forward."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.recorded: list[tuple[list[int], torch.Tensor]] = []
+        self.forwards: list[tuple[torch.Tensor, int]] = []  # after the prefill: (attention mask, tokens fed per row)
+
+    def _forward(self, input_ids, mask, positions, cache):
+        if cache is not None:
+            self.forwards.append((mask.clone(), input_ids.shape[1]))
+        return super()._forward(input_ids, mask, positions, cache)
 
     def select_next(self, logits, rows):
         raw = logits.clone()
@@ -290,9 +297,11 @@ class _Forced(Steerer):
         return chosen
 
 
-@pytest.mark.parametrize("batch_size", [2, 1])  # 2: masked holes in a shared cache; 1: the cache is cropped
+@pytest.mark.parametrize("batch_size", [2, 1])  # 2: rows of different lengths share the cache; 1: alone
 def test_masked_splice_matches_a_fresh_forward_of_the_visible_text(tok, qwen, batch_size):
-    """After the splice the model's next-token logits equal those of a fresh forward over prompt + edited text."""
+    """After the splice the model's next-token logits equal those of a fresh forward over prompt + edited text, and
+    the cache the replacements go into holds no dead payoff: each row's masked columns were moved first and those
+    every row had masked were cut, so the cache is as wide as the row with the most visible tokens."""
     prompts = _prompts("What is 2 + 2?", "A longer question about arithmetic, to offset the rows: what is 2 + 2?")
     matrices = [CQ_MATRIX, api(5.0)(CQ_MATRIX)]
     texts = [
@@ -310,6 +319,13 @@ def test_masked_splice_matches_a_fresh_forward_of_the_visible_text(tok, qwen, ba
     assert all(o.spliced for o in outs)
     for o, m in zip(outs, matrices, strict=True):
         assert parse_payoff_strict(extract_block(o.text, "payoff")) == api()(m)
+    feeds = [(m, k) for m, k in steerer.forwards if k > 1]  # the steps that feed replacements: one per batch
+    assert len(feeds) == 2 // batch_size
+    for mask, k in feeds:
+        before = mask[:, :-k]  # the cache this step attends over
+        assert before.shape[1] == int(before.sum(dim=1).max())  # no column that every row has masked
+        for row in before.tolist():  # left-padded again: masked columns first, no hole among the visible ones
+            assert row == sorted(row)
     assert len(steerer.recorded) >= 10
     with torch.inference_mode():
         for ids, logits in steerer.recorded[:8]:  # the healing steps and the first free ones, in both rows

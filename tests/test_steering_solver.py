@@ -252,7 +252,7 @@ class _Recording(Steerer):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("batch_size", [4, 1])  # 4: masked holes in a shared cache; 1: the cache is cropped
+@pytest.mark.parametrize("batch_size", [4, 1])  # 4: rows that never close share the cache; 1: alone
 def test_solver_rows_that_splice_and_rows_that_never_close_all_end_on_a_real_model(tok, trained, batch_size):
     model, completions = trained
     steerer = _Recording(model, tok, batch_size=batch_size)
