@@ -13,6 +13,7 @@ from paper_tables import TABLE1
 from steering_support import CQ_MATRIX, RESPONSES, TEST_WORDS, ScriptedLM
 
 from gtalign.config import ParamsError, parse_params
+from gtalign.evaluate.steering import _interleaved
 from gtalign.game import Payoff, PayoffMatrix, WelfareRule, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
 from gtalign.protocol import check_strict, extract_block, parse_payoff_strict, read_tolerant, render_messages
@@ -393,6 +394,31 @@ def test_steering_eval_stage_reports_action_changes(tok, tmp_path, monkeypatch):
     assert (tmp_path / "artifacts" / "metrics" / "steering.json").exists()
     assert len(result.paths["records"].read_text().splitlines()) == 8
     assert not any(k.startswith("solver/") for k in m) and "solver/" not in result.markdown
+
+
+def test_timed_runs_take_turns_batch_by_batch_and_give_the_whole_runs_outputs(tok):
+    """The evaluation's runs alternate batch by batch (a slow spell of the machine hits them all), and each run's
+    outputs are those `generate` gives for its whole list."""
+    calls: list[tuple[str, int]] = []
+
+    class Recording(Steerer):
+        def generate(self, requests):
+            calls.append(("steered" if requests[0].transform else "plain", len(requests)))
+            return super().generate(requests)
+
+    steerer = Recording(ScriptedLM(tok), tok, batch_size=2)
+    prompts = _prompts(*(f"What is {i} + 2?" for i in range(5)))
+    runs = {
+        "plain": [SteerRequest(p, max_new_tokens=400) for p in prompts],
+        "steered": [SteerRequest(p, transform=api(), max_new_tokens=400) for p in prompts],
+    }
+    done = _interleaved(steerer, runs)
+    assert calls == [("plain", 2), ("steered", 2), ("plain", 2), ("steered", 2), ("plain", 1), ("steered", 1)]
+    for name, requests in runs.items():
+        outs, secs = done[name]
+        assert [o.text for o in outs] == [o.text for o in steerer.generate(requests)] and secs > 0
+    assert {o.response for o in done["plain"][0]} == {RESPONSES["CQ"]}
+    assert {o.response for o in done["steered"][0]} == {RESPONSES["DA"]}
 
 
 def test_steering_eval_reports_the_solver_mode_beside_the_model_mode(tok, tmp_path, monkeypatch):

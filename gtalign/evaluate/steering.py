@@ -45,6 +45,8 @@ from gtalign.steering import (
 
 __all__ = ["SteeringEvalResult", "evaluate_steering", "steering_eval_stage"]
 
+UNSTEERED, UNSTEERED_AGAIN = "(unsteered)", "(unsteered again)"  # run names no condition label can take
+
 
 @dataclass
 class SteeringEvalResult:
@@ -67,9 +69,24 @@ def _timed_generate(steerer: Steerer, requests: list[SteerRequest]) -> tuple[lis
     return outs, time.perf_counter() - start
 
 
+def _interleaved(
+    steerer: Steerer, runs: Mapping[str, list[SteerRequest]]
+) -> dict[str, tuple[list[SteerOutput], float]]:
+    """Every run's outputs and wall time, the runs taking turns batch by batch (A B C ... A B C ...), so that a slow
+    spell of the shared machine hits every run alike instead of whichever ran then. Batches are the ones
+    `Steerer.generate` forms itself (`batch_size` requests in order), so the outputs are those of whole runs."""
+    done: dict[str, tuple[list[SteerOutput], float]] = {name: ([], 0.0) for name in runs}
+    size = max(len(requests) for requests in runs.values())
+    for start in range(0, size, steerer.batch_size):
+        for name, requests in runs.items():
+            outs, secs = _timed_generate(steerer, requests[start : start + steerer.batch_size])
+            done[name] = (done[name][0] + outs, done[name][1] + secs)
+    return done
+
+
 def _timing(base: list[SteerOutput], base_s: float, outs: list[SteerOutput], secs: float) -> dict[str, float]:
-    """A condition's time against the unsteered run of the same prompts (the faster of the two unsteered runs, one
-    before and one after all the conditions), whole and per completion token, since steering changes lengths."""
+    """A condition's time against the unsteered run of the same prompts, whole and per completion token, since
+    steering changes lengths."""
     u_n, s_n = (max(1, sum(o.completion_tokens for o in run)) for run in (base, outs))
     return {
         "unsteered_s": base_s,
@@ -191,16 +208,26 @@ def evaluate_steering(
         ]
         return score_batch(inputs, judge, reward)
 
+    # Two unsteered runs bracket the conditions in every batch's turn; their mean is the baseline (the faster of the
+    # two, as before 2026-12-05, set a single steered run against the better of two unsteered draws: biased upwards).
     unsteered = [SteerRequest(p, max_new_tokens=max_new) for p in prompts]
-    base, base_s = _timed_generate(steerer, unsteered)
+    runs = _interleaved(
+        steerer,
+        {
+            UNSTEERED: unsteered,
+            **{
+                label: [SteerRequest(p, transform=t, max_new_tokens=max_new, analyze=a) for p in prompts]
+                for a, label, t in conditions
+            },
+            UNSTEERED_AGAIN: unsteered,
+        },
+    )
+    (base, base_s), (_, again_s) = runs.pop(UNSTEERED), runs.pop(UNSTEERED_AGAIN)
     base_scores = score(base)
     records: list[dict[str, Any]] = []
-    steered_runs: dict[str, tuple[list[SteerOutput], float]] = {}
-    for analyze, label, transform in conditions:
-        outs, secs = _timed_generate(
-            steerer, [SteerRequest(p, transform=transform, max_new_tokens=max_new, analyze=analyze) for p in prompts]
-        )
-        steered_runs[label] = (outs, secs)
+    analyze_of = {label: analyze for analyze, label, _ in conditions}
+    for label, (outs, _) in runs.items():
+        analyze = analyze_of[label]
         for r, b, o, bs, ss in zip(rows, base, outs, base_scores, score(outs), strict=True):
             reading = read_tolerant(o.text)
             cons = matrix_consistency(reading, cfg.welfare_rule)
@@ -231,8 +258,7 @@ def evaluate_steering(
                     "edited_payoff": o.edited.to_dict() if o.edited else None,
                 }
             )
-    _, again_s = _timed_generate(steerer, unsteered)  # the unsteered run once more: the machine's drift, bracketed
-    timing = {label: _timing(base, min(base_s, again_s), outs, secs) for label, (outs, secs) in steered_runs.items()}
+    timing = {label: _timing(base, (base_s + again_s) / 2, outs, secs) for label, (outs, secs) in runs.items()}
     labels = [label for _, label, _ in conditions]
     metrics, markdown = _summarize_eval(records, timing, modes, labels, sources, model_ref, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -379,9 +405,10 @@ def _summarize_eval(
             )
     lines += [
         "",
-        "Time: each condition's whole run over the prompts above, batched as in the evaluation, against the "
-        "faster of two unsteered runs of the same prompts (one before the conditions, one after: the machine's drift "
-        "between them bounds the noise); per token = per completion token, since steering changes lengths.",
+        "Time: each condition's whole run over the prompts above against the mean of two unsteered runs of the "
+        "same prompts, every run taking its turn batch by batch (unsteered, the conditions, unsteered again), so "
+        "that a slow spell of the machine hits them alike; per token = per completion token, since steering "
+        "changes lengths.",
         "",
         "| mode | prompts | unsteered s | steered s | ratio | ratio per token |",
         "|---|---|---|---|---|---|",
