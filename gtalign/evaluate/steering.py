@@ -225,9 +225,8 @@ def evaluate_steering(
     (base, base_s), (_, again_s) = runs.pop(UNSTEERED), runs.pop(UNSTEERED_AGAIN)
     base_scores = score(base)
     records: list[dict[str, Any]] = []
-    analyze_of = {label: analyze for analyze, label, _ in conditions}
-    for label, (outs, _) in runs.items():
-        analyze = analyze_of[label]
+    for analyze, label, _ in conditions:
+        outs = runs[label][0]
         for r, b, o, bs, ss in zip(rows, base, outs, base_scores, score(outs), strict=True):
             reading = read_tolerant(o.text)
             cons = matrix_consistency(reading, cfg.welfare_rule)

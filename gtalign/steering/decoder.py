@@ -329,24 +329,23 @@ class Steerer:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         mask = mask.to(device)
         logits, cache = self._forward(ids.to(device), mask, positions.to(device), None)  # the one prefill
-        cache_len, step = width, 0
-        fed_now, dead = rows, False  # dead: a splice masked cache columns that are not compacted yet
+        step, fed_now = 0, rows
         while True:
             tokens = self.select_next(logits, rows)
             for row, token in zip(rows, tokens, strict=True):
                 if row.done is None and row in fed_now:  # parked rows have no fresh logits
-                    dead = self._advance(row, token, mask) or dead
+                    self._advance(row, token, mask)
                     if row.spliced and row.parked is None and len(row.pending) > 1:
                         row.parked = step
             active = [r for r in rows if r.done is None]
             if not active:
                 break
             fed_now = self._feeding(active, step)
-            if dead and any(len(r.pending) > 1 for r in fed_now) and _compactable(cache):
-                # the replacements go in now: first cut the dead slots of every splice since the last feed
+            if any(len(r.pending) > 1 for r in fed_now) and _compactable(cache):
+                # replacements go in now (only a splice leaves more than one token pending): first cut the dead
+                # slots of every splice since the last feed
                 mask = _compact(cache, mask, rows)
-                cache_len, dead = mask.shape[1], False
-            k = max(len(r.pending) for r in fed_now)
+            k, cache_len = max(len(r.pending) for r in fed_now), mask.shape[1]
             step_ids = torch.full((len(rows), k), self.pad_id, dtype=torch.long)
             step_mask = torch.zeros((len(rows), k), dtype=torch.long)
             step_pos = torch.zeros((len(rows), k), dtype=torch.long)
@@ -365,7 +364,6 @@ class Steerer:
                 row.pending, row.parked = [], None
             mask = torch.cat([mask, step_mask.to(device)], dim=1)
             logits, cache = self._forward(step_ids.to(device), mask, step_pos.to(device), cache)
-            cache_len += k
             step += 1
         return [self._output(r) for r in rows]
 
@@ -381,10 +379,8 @@ class Steerer:
             return active
         return [r for r in active if r.parked is None]
 
-    def _advance(self, row: _Row, token: int, mask: Any) -> bool:
-        """Append the chosen token; handle EOS, a closed payoff (maybe splicing), the budget and cancellation.
-        True when a splice masked cache columns out."""
-        masked = False
+    def _advance(self, row: _Row, token: int, mask: Any) -> None:
+        """Append the chosen token; handle EOS, a closed payoff (maybe splicing), the budget and cancellation."""
         row.gen.append(token)
         if row.heal:
             spelled = self.tokenizer.decode([token])
@@ -398,7 +394,7 @@ class Steerer:
                 and self._may_close(token)
                 and PAYOFF_CLOSE in self.tokenizer.decode(row.gen[-self._close_window :])
             ):
-                masked = self._settle(row, mask)
+                self._settle(row, mask)
             if len(row.gen) >= row.req.max_new_tokens:
                 row.done = "length"
             elif row.req.should_stop is not None and row.req.should_stop():
@@ -407,16 +403,15 @@ class Steerer:
             row.req.on_update(list(row.gen), not row.watch)
         if row.done is not None and row.req.on_finish is not None:
             row.req.on_finish(self._output(row))  # a short answer need not wait for the rest of its batch
-        return masked
 
     def _may_close(self, token: int) -> bool:
         """Whether `token` can end `</payoff>`: its text holds a `>` (a vocabulary lookup, not a decode, on every
         step of every watching row)."""
         return ">" in (self.tokenizer.convert_ids_to_tokens(token) or "")
 
-    def _settle(self, row: _Row, mask: Any) -> bool:
+    def _settle(self, row: _Row, mask: Any) -> None:
         """The row just closed its first payoff block: parse, transform, re-solve and, if it changed or the solver
-        writes the analysis, splice. True when the splice masked cache columns out."""
+        writes the analysis, splice."""
         row.watch = False
         decode = self.tokenizer.decode
         text = decode(row.gen, skip_special_tokens=False)
@@ -424,7 +419,7 @@ class Steerer:
         start = text.find(PAYOFF_OPEN)
         if start < 0 or start > close:
             row.error = "no <payoff> before </payoff>"
-            return False
+            return
         content_start = start + len(PAYOFF_OPEN)
         content = text[content_start:close]
         try:
@@ -432,7 +427,7 @@ class Steerer:
             matrix = PayoffMatrix.from_dict({c: {k: float(v) for k, v in data[c].items()} for c in CELLS})
         except (PayoffParseError, ValueError, TypeError, OverflowError) as e:
             row.error = f"payoff: {e}"
-            return False
+            return
         edited = row.req.transform(matrix) if row.req.transform is not None else matrix
         row.original, row.edited = matrix, edited
         row.original_cell, row.edited_cell = self._optimum(matrix), self._optimum(edited)
@@ -443,7 +438,7 @@ class Steerer:
             except ValueError as e:  # no optimum under the rule (cobb_douglas on a negative payoff): the model writes
                 row.error = f"analyze: {e}"
         if analysis is None and edited == matrix:
-            return False
+            return
         # Keep the longest token prefix whose text ends at or before the payoff content; re-feed the rest as text.
         # A prefix's text only grows with it, so bisect on its length, then step back past a split character.
         keep = (
@@ -482,7 +477,6 @@ class Steerer:
         row.spliced = True
         if len(row.gen) > row.req.max_new_tokens:  # the splice ran past the budget (a solver's analysis is long):
             row.gen, row.heal = row.gen[: row.req.max_new_tokens], ""  # the answer ends there, `length`
-        return bool(dead)
 
     def _optimum(self, matrix: PayoffMatrix) -> str | None:
         try:
