@@ -38,7 +38,7 @@ import pandas as pd
 
 from gtalign.protocol import apply_prompt_style, check_strict, extract_block
 from gtalign.steering.answer import answer_fields, load_steerer, request_analyze, request_pricing, steer_request
-from gtalign.steering.config import SteeringConfig
+from gtalign.steering.config import SteeringConfig, logged_steering
 from gtalign.steering.decoder import Steerer
 
 RETURN_MODES = ("full", "response")
@@ -101,9 +101,9 @@ class GTAlignAssistant(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         config = dict(context.model_config or {})
-        # params.yaml `steering:` as JSON (see `gtalign.registry`); a version registered before it was logged gets
-        # the defaults, which is what params.yaml had then.
-        steering = SteeringConfig.model_validate_json(config.get("steering") or "{}")
+        # params.yaml `steering:` as registered; a version registered before it was logged gets the defaults, which is
+        # what params.yaml had then.
+        steering = logged_steering(config) or SteeringConfig()
         self.bind(
             load_steerer(context.artifacts["hf_dir"], steering, batch_size=int(config.get("batch_size", 16))),
             steering,

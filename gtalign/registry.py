@@ -21,7 +21,8 @@ Metrics come from the evaluation's flat JSON (`artifacts/metrics/evaluation.json
 the gate must compare two versions that may come from different runs, experiments or even tracking servers' eras.
 
 Serving reads the registry back: `resolve_model` turns `models:/NAME@ALIAS` (or `models:/NAME/VERSION`, or a
-checkpoint folder) into the Hugging Face folder behind it, for `gtalign serve` and `gtalign steer eval`.
+checkpoint folder) into the Hugging Face folder behind it and the `model_config` it was logged with, for
+`gtalign serve` (which serves a registered model with the steering it was registered with) and `gtalign steer eval`.
 
 Aliases, not stages: stages are deprecated in MLflow 3. Note that `search_model_versions` returns empty `aliases`,
 so aliases are always read with `get_model_version_by_alias`.
@@ -40,11 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gtalign.layout import rl_model_name
-from gtalign.steering.config import SteeringConfig
+from gtalign.steering.config import SteeringConfig, steering_entry
 from gtalign.tracking import data_version, default_tracking_uri, run
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def register(
             signature=signature(max_new_tokens, temperature),
             input_example=input_example(),
             pip_requirements=_requirements(),
-            model_config={"prompt_style": prompt_style, "seed": 0, "steering": _steering_config(steering)},
+            model_config={"prompt_style": prompt_style, "seed": 0, "steering": steering_entry(steering)},
             tags={DATA_VERSION_TAG: data_ver or "unknown"},
         )
         if metrics:  # on the run and on the logged model, whose page (and its versions') shows them
@@ -424,13 +424,6 @@ def register(
     return Registration(
         name, str(mv.version), f"models:/{name}/{mv.version}", run_id, info.model_id, metrics, data_ver, alias
     )
-
-
-def _steering_config(steering: SteeringConfig | None) -> str:
-    """params.yaml `steering:` as the model_config entry the pyfunc reads, a JSON string: MLflow also logs the
-    model_config as run params, flattening dicts into keys, and `subscription->api` is not a valid param key. The
-    `eval` subsection is the steering evaluation's, not the model's, so it is left out."""
-    return (steering or SteeringConfig()).model_dump_json(exclude={"eval"})
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
@@ -775,15 +768,27 @@ def describe(client_or_uri: MlflowClient | str | None, name: str = MODEL_NAME) -
 # ---------------------------------------------------------------------------------------------------------------
 # Reading a registered model back (serving, steering evaluation)
 # ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """A model to load: its Hugging Face folder and, for a registered pyfunc, the `model_config` it was logged with
+    (`prompt_style`, `seed`, `steering`: what `mlflow models serve` applies; empty for a checkpoint folder)."""
+
+    folder: Path
+    config: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""  # models:/NAME/VERSION (the alias resolved), another URI, or the folder
+
+
 def resolve_model(
     model: str | Path, *, root: Path = Path("."), tracking_uri: str | None = None, cache_dir: Path | None = None
-) -> Path:
-    """The Hugging Face folder behind `model`: a checkpoint path as is, or a registered `models:/` URI.
+) -> ResolvedModel:
+    """The Hugging Face folder behind `model` (a checkpoint path as is, or a registered `models:/` URI) and the
+    config its pyfunc was logged with.
 
     `models:/NAME@ALIAS` and `models:/NAME/VERSION` are resolved to a version with the project's MLflow registry
     (`gtalign.tracking.default_tracking_uri(root)` unless `tracking_uri` is given), downloaded once into
-    `cache_dir/NAME/VERSION` (default `<root>/artifacts/served_models`), and the pyfunc's `hf_dir` artifact path is
-    read from its MLmodel file. Any other `scheme:/` URI MLflow can download (runs:/, file:) works the same way.
+    `cache_dir/NAME/VERSION` (default `<root>/artifacts/served_models`), and the pyfunc's `hf_dir` artifact path and
+    `model_config` are read from its MLmodel file. Any other `scheme:/` URI MLflow can download (runs:/, file:)
+    works the same way.
     """
     text = str(model)
     if "://" not in text and not text.startswith(("models:/", "runs:/")):
@@ -792,7 +797,7 @@ def resolve_model(
             path = Path(root) / path  # params.yaml paths are relative to the repo root
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
-        return path
+        return ResolvedModel(path, source=str(path))
     import mlflow
 
     uri = tracking_uri or default_tracking_uri(Path(root))
@@ -824,10 +829,9 @@ def resolve_model(
             mlflow.set_tracking_uri(previous[0])
             mlflow.set_registry_uri(previous[1])
         tmp.rename(dest)  # atomic: a crashed download never looks complete
-    meta = yaml.safe_load((dest / "MLmodel").read_text(encoding="utf-8")) or {}
-    artifacts = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
-    rel = (artifacts.get("hf_dir") or {}).get("path")
+    pyfunc = mlflow.models.Model.load(str(dest / "MLmodel")).flavors.get(mlflow.pyfunc.FLAVOR_NAME) or {}
+    rel = ((pyfunc.get("artifacts") or {}).get("hf_dir") or {}).get("path")
     folder = dest / rel if rel else next((p.parent for p in sorted(dest.rglob("config.json"))), None)
     if folder is None or not (folder / "config.json").exists():
         raise FileNotFoundError(f"{text}: the downloaded model has no Hugging Face folder (hf_dir artifact)")
-    return folder
+    return ResolvedModel(folder, dict(pyfunc.get(mlflow.pyfunc.MODEL_CONFIG) or {}), source)

@@ -34,7 +34,9 @@ Why it is built this way:
   partial UTF-8 character) are held back, so the concatenated deltas equal the non-streaming content.
 
 Registered models: `gtalign.registry.resolve_model` turns `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) into the
-Hugging Face folder stored in the pyfunc's `hf_dir` artifact, downloaded once into a cache.
+Hugging Face folder stored in the pyfunc's `hf_dir` artifact, downloaded once into a cache, and the `steering:` the
+version was registered with, which the server applies (`serve.steering_from: model`; `params` keeps params.yaml's)
+as `mlflow models serve` does; `GET /health` says which it uses.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (`request: Request`, imported
@@ -61,6 +63,7 @@ from gtalign.protocol import apply_prompt_style
 from gtalign.registry import resolve_model
 from gtalign.steering import AnalyzeMode, Pricing, Steerer, SteeringConfig, SteerOutput, SteerRequest
 from gtalign.steering.answer import answer_fields, load_steerer, steer_request
+from gtalign.steering.config import logged_steering
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ __all__ = [
     "create_app",
     "run_server",
     "serve_settings",
+    "steering_summary",
 ]
 
 
@@ -97,6 +101,12 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(32, ge=1, description="waiting requests beyond which the server answers 429")
     device: str | None = None
     log_level: str = "info"
+    steering_from: Literal["model", "params"] = Field(
+        "model",
+        description="model: a registered model is served with the `steering:` it was registered with (what its "
+        "MLflow pyfunc applies), a checkpoint folder or a version logged without one with params.yaml's; "
+        "params: params.yaml `steering:` always",
+    )
     prompt_style: str = Field(
         "compact",
         pattern="^(compact|full|none)$",
@@ -137,9 +147,11 @@ class Engine:
         name: str,
         max_queue: int = 32,
         max_batch_size: int = 8,
+        steering_source: str = "params",
     ) -> None:
         self.steerer = steerer
         self.steering = steering
+        self.steering_source = steering_source  # where `steering` came from: params, or the registered model
         self.name = name
         self.max_batch_size = max_batch_size
         self.context_limit: int | None = getattr(
@@ -232,11 +244,36 @@ def build_engine(
     settings: ServeSettings,
     tracking_uri: str | None = None,
 ) -> Engine:
-    """Resolve and load the model, wrap it in a `Steerer` and start the worker."""
-    folder = resolve_model(model, root=root, tracking_uri=tracking_uri)
-    steerer = load_steerer(folder, steering, batch_size=settings.max_batch_size, device=settings.device)
+    """Resolve and load the model, wrap it in a `Steerer` and start the worker.
+
+    `steering` is params.yaml's; a registered model is served with the steering it was registered with instead
+    (`settings.steering_from: model`), so that this server and `mlflow models serve` answer a pricing alike."""
+    resolved = resolve_model(model, root=root, tracking_uri=tracking_uri)
+    logged = logged_steering(resolved.config) if settings.steering_from == "model" else None
+    steering, source = (logged, resolved.source) if logged else (steering, "params")
+    steerer = load_steerer(resolved.folder, steering, batch_size=settings.max_batch_size, device=settings.device)
     name = settings.served_model_name or _default_name(str(model))
-    return Engine(steerer, steering, name=name, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size)
+    return Engine(
+        steerer,
+        steering,
+        name=name,
+        max_queue=settings.max_queue,
+        max_batch_size=settings.max_batch_size,
+        steering_source=source,
+    )
+
+
+def steering_summary(engine: Engine) -> dict[str, Any]:
+    """What the server steers with (in /health and the startup line): where it came from and the keys that decide
+    whether a pricing request moves an answer."""
+    cfg = engine.steering
+    return {
+        "from": engine.steering_source,
+        "native_pricing": cfg.native_pricing,
+        "transform": cfg.transform,
+        "price_per_100_words": cfg.price_per_100_words,
+        "analyze": cfg.analyze,
+    }
 
 
 def _default_name(model: str) -> str:
@@ -408,7 +445,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": engine.name, **engine.stats()}
+        return {"status": "ok", "model": engine.name, **engine.stats(), "steering": steering_summary(engine)}
 
     # The page at `/` (gtalign/resources/web/index.html) asks both pricings through the API above. It is static and
     # holds no secret, so it is served without a key; its API calls send the key the user types (401 without it).

@@ -200,9 +200,10 @@ def test_the_champion_answers_in_a_fresh_process(demo_run):
 
 
 def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
-    """`gtalign serve` (the default model: the registry's champion) as its own process on loopback; the official
-    client asks held-out questions under subscription and API pricing. Under API pricing the served matrix is the
-    policy's own matrix edited by the configured transform, and the reported optimum is that matrix's welfare optimum.
+    """`gtalign serve` (the default model: the registry's champion, with the steering it was registered with) as its
+    own process on loopback; the official client asks held-out questions under subscription and API pricing. Under
+    API pricing the served matrix is the policy's own matrix edited by the configured transform, and the reported
+    optimum is that matrix's welfare optimum.
     """
     import openai
 
@@ -237,6 +238,10 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
                     break
             except httpx.TransportError:
                 time.sleep(0.5)
+        # the champion is served with the steering it was registered with (the demo's: params.yaml `steering:`)
+        steering = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["steering"]
+        assert steering["from"].startswith("models:/gtalign-assistant/"), steering
+        assert steering["price_per_100_words"] == cfg.price_per_100_words and steering["analyze"] == cfg.analyze
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
         (model,) = [m.id for m in client.models.list()]
         changed = 0

@@ -23,6 +23,7 @@ from gtalign.protocol import check_strict
 from gtalign.registry import resolve_model
 from gtalign.serve import Engine, ServeSettings, answer_text, create_app
 from gtalign.steering import Steerer, SteeringConfig, transform_for
+from gtalign.steering.config import logged_steering
 
 NAME = "gtalign-test"
 STEERING = SteeringConfig(expected_words=TEST_WORDS, price_per_100_words=2.0)
@@ -327,8 +328,9 @@ def test_the_openai_judge_runs_against_this_server(tok):
 
 
 # ------------------------------------------------------------------------------------------- registry resolution
-def test_resolve_model_reads_the_registered_pyfunc(tok, tmp_path):
-    """A registered `gtalign-assistant` version resolves, by alias, to its Hugging Face folder (downloaded once)."""
+@pytest.fixture()
+def registered(tok, tmp_path):
+    """A tiny checkpoint registered as `gtalign-assistant@challenger` with a steering section unlike params.yaml's."""
     from gtalign.modeling import TinyModelConfig, build_tiny_model
     from gtalign.registry import register
 
@@ -341,15 +343,53 @@ def test_resolve_model_reads_the_registered_pyfunc(tok, tmp_path):
         ),
     ).save_pretrained(folder)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    reg = register(tmp_path, folder, {"welfare_mean": 0.5}, tracking_uri=uri)
+    logged = SteeringConfig(expected_words=TEST_WORDS, price_per_100_words=30.0, analyze="solver")
+    reg = register(tmp_path, folder, {"welfare_mean": 0.5}, tracking_uri=uri, steering=logged)
+    return folder, uri, reg, logged
+
+
+def test_resolve_model_reads_the_registered_pyfunc(registered, tmp_path):
+    """A registered `gtalign-assistant` version resolves, by alias, to its Hugging Face folder (downloaded once) and
+    the steering it was registered with; a checkpoint folder resolves to itself, with no config."""
+    folder, uri, reg, logged = registered
     resolved = resolve_model("models:/gtalign-assistant@challenger", root=tmp_path, tracking_uri=uri)
-    assert (resolved / "config.json").exists() and (resolved / "model.safetensors").exists()
-    assert json.loads((resolved / "config.json").read_text()) == json.loads((folder / "config.json").read_text())
+    assert (resolved.folder / "config.json").exists() and (resolved.folder / "model.safetensors").exists()
+    config = json.loads((resolved.folder / "config.json").read_text())
+    assert config == json.loads((folder / "config.json").read_text())
+    assert resolved.source == f"models:/gtalign-assistant/{reg.version}"
+    assert logged_steering(resolved.config) == logged.model_copy(update={"eval": SteeringConfig().eval})
+    assert resolved.config["prompt_style"] == "compact"
     again = resolve_model(f"models:/gtalign-assistant/{reg.version}", root=tmp_path, tracking_uri=uri)
     assert again == resolved  # cached under artifacts/served_models/<name>/<version>
-    assert resolve_model(folder) == folder
+    plain = resolve_model(folder)
+    assert plain.folder == folder and plain.config == {} and logged_steering(plain.config) is None
     with pytest.raises(FileNotFoundError):
         resolve_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("steering_from", ["model", "params"])
+def test_a_registered_model_is_served_with_its_own_steering(registered, tmp_path, steering_from):
+    """`gtalign serve models:/...` steers with the settings the version was registered with (price 30, the solver
+    writing the analysis here), as its MLflow pyfunc does, unless `serve.steering_from: params`; /health says which."""
+    from gtalign.serve import build_engine
+
+    _, uri, reg, logged = registered
+    settings = ServeSettings(model="models:/gtalign-assistant@challenger", steering_from=steering_from)
+    engine = build_engine(settings.model, root=tmp_path, steering=STEERING, settings=settings, tracking_uri=uri)
+    try:
+        with running_server(create_app(engine, settings)) as url:
+            health = httpx.get(url.removesuffix("/v1") + "/health", timeout=30).json()
+    finally:
+        engine.close()
+    expected, source = (logged, reg.model_uri) if steering_from == "model" else (STEERING, "params")
+    assert engine.steering.model_dump(exclude={"eval"}) == expected.model_dump(exclude={"eval"})
+    assert health["steering"] == {
+        "from": source,
+        "native_pricing": "subscription",
+        "transform": "cost",
+        "price_per_100_words": expected.price_per_100_words,
+        "analyze": expected.analyze,
+    }
 
 
 def test_params_yaml_serve_section_loads():

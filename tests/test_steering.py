@@ -17,6 +17,7 @@ from gtalign.evaluate.steering import _interleaved
 from gtalign.game import Payoff, PayoffMatrix, WelfareRule, optimal_cell
 from gtalign.modeling import TinyModelConfig, build_tiny_model, generate
 from gtalign.protocol import check_strict, extract_block, parse_payoff_strict, read_tolerant, render_messages
+from gtalign.registry import ResolvedModel
 from gtalign.reward.consistency import matrix_consistency
 from gtalign.steering import (
     PricingTransform,
@@ -365,7 +366,7 @@ def _steering_eval(tok, tmp_path, monkeypatch, **eval_params):
     ]
     (tmp_path / "artifacts" / "curated").mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(tmp_path / "artifacts" / "curated" / "curated.parquet")
-    monkeypatch.setattr(stage, "resolve_model", lambda model, **_: Path(model))
+    monkeypatch.setattr(stage, "resolve_model", lambda model, **_: ResolvedModel(Path(model)))
     monkeypatch.setattr(stage, "load_model", lambda path, **_: (ScriptedLM(tok), tok))
     params = {"steering": {"expected_words": TEST_WORDS, "eval": {"per_source": 5, **eval_params}}}
     return stage.steering_eval_stage(

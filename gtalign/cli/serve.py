@@ -1,4 +1,5 @@
-"""`gtalign serve`: the assistant over an OpenAI-compatible HTTP API (settings from params.yaml `serve:`)."""
+"""`gtalign serve`: the assistant over an OpenAI-compatible HTTP API (settings from params.yaml `serve:`; steering
+from the registered model, or params.yaml `steering:`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 
 from gtalign.cli.options import Model, ParamsFile, RootTracked, TrackingUri
 from gtalign.cli.support import cli_params, exit_on, set_threads
-from gtalign.serve import build_engine, run_server, serve_settings
+from gtalign.serve import build_engine, run_server, serve_settings, steering_summary
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -25,13 +26,26 @@ def serve(
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
     tracking_uri: TrackingUri = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    steering_from: Annotated[
+        str | None,
+        typer.Option(
+            help="model: a registered model's own steering settings (as its MLflow pyfunc); params: params.yaml "
+            "`steering:` (default: serve.steering_from)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the assistant over an OpenAI-compatible API; `pricing` ("api" | "subscription") is a request field."""
     set_threads(threads)
     p = cli_params(root, params, optional=True)
     with exit_on(FileNotFoundError, ValueError):
         settings = serve_settings(
-            p.serve, model=model, host=host, port=port, served_model_name=served_model_name, device=device
+            p.serve,
+            model=model,
+            host=host,
+            port=port,
+            served_model_name=served_model_name,
+            device=device,
+            steering_from=steering_from,
         )
         engine = build_engine(
             settings.model,
@@ -42,5 +56,10 @@ def serve(
         )
     if settings.host not in LOOPBACK and not (settings.api_key_env and os.environ.get(settings.api_key_env)):
         typer.echo(f"warning: binding {settings.host} without an API key (set ${settings.api_key_env})", err=True)
-    typer.echo(f"serving {engine.name} on http://{settings.host}:{settings.port}/v1", err=True)
+    steer = steering_summary(engine)
+    typer.echo(
+        f"serving {engine.name} on http://{settings.host}:{settings.port}/v1; steering from {steer['from']}: "
+        f"{steer['transform']} at {steer['price_per_100_words']:g} per 100 words, analyze by {steer['analyze']}",
+        err=True,
+    )
     run_server(engine, settings)

@@ -195,7 +195,7 @@ def evaluate_steering(
     prompts = [prompt_messages(r, "compact") for r in rows]
     sources = [str(r["source"]) for r in rows]
 
-    model_dir = resolve_model(model_ref, root=root, tracking_uri=tracking_uri)
+    model_dir = resolve_model(model_ref, root=root, tracking_uri=tracking_uri).folder
     lm, tokenizer = load_model(model_dir, device=ev.device)
     steerer = Steerer(lm, tokenizer, rule=cfg.welfare_rule, batch_size=cfg.batch_size)
     max_new = cfg.max_new_tokens

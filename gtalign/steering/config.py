@@ -6,8 +6,9 @@ and the key) instead of silently falling back to a default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,6 +28,8 @@ __all__ = [
     "SteeringConfig",
     "SteeringEvalConfig",
     "counterfactual_edits",
+    "logged_steering",
+    "steering_entry",
     "transform_for",
 ]
 
@@ -163,3 +166,18 @@ def counterfactual_edits(cfg: SteeringConfig, *, published: bool = True) -> tupl
             transform = cfg.model_copy(update={"price_per_100_words": price}).make_transform(mode)  # type: ignore[arg-type]
             edits[f"{mode} @{price:g}"] = Edit(f"{mode} @{price:g}", transform)
     return tuple(edits.values())
+
+
+# The `steering` entry of a registered model's `model_config` (gtalign.registry writes it, the pyfunc and
+# `gtalign serve` read it): a JSON string, because MLflow also logs the model_config as run params, flattening dicts
+# into keys, and `subscription->api` is not a valid param key. The `eval` subsection is the steering evaluation's,
+# not the model's, so it is left out.
+def steering_entry(cfg: SteeringConfig | None) -> str:
+    """params.yaml `steering:` (defaults when None) as the `model_config["steering"]` entry a model is logged with."""
+    return (cfg or SteeringConfig()).model_dump_json(exclude={"eval"})
+
+
+def logged_steering(model_config: Mapping[str, Any]) -> SteeringConfig | None:
+    """The steering a registered model was logged with; None for a version logged before it was (or no pyfunc)."""
+    raw = model_config.get("steering")
+    return SteeringConfig.model_validate_json(raw) if raw else None
