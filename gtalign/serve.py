@@ -76,7 +76,6 @@ __all__ = [
     "create_app",
     "run_server",
     "serve_settings",
-    "steering_summary",
 ]
 
 
@@ -168,6 +167,18 @@ class Engine:
 
     def stats(self) -> dict[str, int]:
         return {"queued": self._queue.qsize(), "running": self._running}
+
+    def steering_summary(self) -> dict[str, Any]:
+        """What the server steers with (in /health and the start-up line): where it came from and the keys that
+        decide whether a pricing request moves an answer."""
+        cfg = self.steering
+        return {
+            "from": self.steering_source,
+            "native_pricing": cfg.native_pricing,
+            "transform": cfg.transform,
+            "price_per_100_words": cfg.price_per_100_words,
+            "analyze": cfg.analyze,
+        }
 
     def submit(self, request: SteerRequest) -> _Job:
         """Queue one request; raises `EngineBusy` when the queue is full."""
@@ -261,19 +272,6 @@ def build_engine(
         max_batch_size=settings.max_batch_size,
         steering_source=source,
     )
-
-
-def steering_summary(engine: Engine) -> dict[str, Any]:
-    """What the server steers with (in /health and the startup line): where it came from and the keys that decide
-    whether a pricing request moves an answer."""
-    cfg = engine.steering
-    return {
-        "from": engine.steering_source,
-        "native_pricing": cfg.native_pricing,
-        "transform": cfg.transform,
-        "price_per_100_words": cfg.price_per_100_words,
-        "analyze": cfg.analyze,
-    }
 
 
 def _default_name(model: str) -> str:
@@ -445,7 +443,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> Any:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": engine.name, **engine.stats(), "steering": steering_summary(engine)}
+        return {"status": "ok", "model": engine.name, **engine.stats(), "steering": engine.steering_summary()}
 
     # The page at `/` (gtalign/resources/web/index.html) asks both pricings through the API above. It is static and
     # holds no secret, so it is served without a key; its API calls send the key the user types (401 without it).

@@ -11,7 +11,7 @@ import typer
 
 from gtalign.cli.options import Model, ParamsFile, RootTracked, TrackingUri
 from gtalign.cli.support import cli_params, exit_on, set_threads
-from gtalign.serve import build_engine, run_server, serve_settings, steering_summary
+from gtalign.serve import build_engine, run_server, serve_settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -56,7 +56,7 @@ def serve(
         )
     if settings.host not in LOOPBACK and not (settings.api_key_env and os.environ.get(settings.api_key_env)):
         typer.echo(f"warning: binding {settings.host} without an API key (set ${settings.api_key_env})", err=True)
-    steer = steering_summary(engine)
+    steer = engine.steering_summary()
     typer.echo(
         f"serving {engine.name} on http://{settings.host}:{settings.port}/v1; steering from {steer['from']}: "
         f"{steer['transform']} at {steer['price_per_100_words']:g} per 100 words, analyze by {steer['analyze']}",

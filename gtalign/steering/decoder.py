@@ -466,9 +466,7 @@ class Steerer:
             # model may stop there).
             heal_from = _closing_run_start(replacement, len(replacement) - len(PAYOFF_CLOSE))
         new_ids = list(self.tokenizer(replacement[:heal_from], add_special_tokens=False)["input_ids"])
-        dead = row.cols[keep:]
-        if dead:
-            mask[row.index, dead] = 0  # the model's own payoff tokens stay in the cache but are never attended
+        mask[row.index, row.cols[keep:]] = 0  # the model's own payoff tokens stay in the cache but are never attended
         row.cols = row.cols[:keep]
         row.gen = row.gen[:keep] + new_ids
         row.pending = new_ids
