@@ -11,6 +11,7 @@ The chat template is ChatML with `{% generation %}` markers, so TRL can compute 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gtalign.layout import HELDOUT_EVAL_FILE, HELDOUT_GENERATIONS_FILE
+from gtalign.protocol import fixed_strings
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>")
 QWEN_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501 (Qwen2 pre-tokenizer regex, verbatim)
@@ -27,13 +29,6 @@ CHAT_TEMPLATE = (
     "{{- '\n' }}"
     "{%- else %}{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{%- endif %}"
     "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
-)
-# Always in the tokenizer's training corpus, so the four tags and the payoff keys become few tokens each.
-PROTOCOL_TEXT = (
-    "<thinking> </thinking> <payoff> </payoff> <analyze> </analyze> <response> </response> "
-    '{"DQ_AQ": {"LLM": 1.0, "user": 2.0}, "DQ_CQ": {"LLM": 1.0, "user": 2.0}, "DQ_DA": {"LLM": 1.0, "user": 2.0}, '
-    '"VQ_AQ": {"LLM": 1.0, "user": 2.0}, "VQ_CQ": {"LLM": 1.0, "user": 2.0}, "VQ_DA": {"LLM": 1.0, "user": 2.0}} '
-    "Pareto frontier Chosen: DQ_DA DQ_AQ DQ_CQ VQ_DA VQ_AQ VQ_CQ \\boxed{} 0 1 2 3 4 5 6 7 8 9 . -"
 )
 
 
@@ -52,9 +47,14 @@ class TinyModelConfig(BaseModel):
     seed: int = 0
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, model_max_length: int = 1024) -> Any:
-    """A byte-level BPE with the Qwen regex and NFC (ids survive a reload as `Qwen2Tokenizer`), ChatML template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, model_max_length: int = 1024, whole: Sequence[str] | None = None
+) -> Any:
+    """A byte-level BPE with the Qwen regex and NFC (ids survive a reload as `Qwen2Tokenizer`), ChatML template, and
+    `whole` as added tokens: by default the four-block format's fixed strings (`gtalign.protocol.fixed_strings`, 44%
+    fewer tokens per demonstration); `()` cuts the format as Qwen's own tokenizer does (tags glued to their
+    neighbours, `>The`)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -72,7 +72,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, model_max_leng
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator([PROTOCOL_TEXT] * 50 + list(texts), trainer)
+    # The format's fixed strings become whole tokens (a merge cannot cross the pre-tokenizer's splits, so
+    # `"DQ_AQ": {"LLM": ` would stay 7 tokens however often the corpus repeats it). The merges are learnt on the text
+    # between them, as it will be cut: "Did" after `<response>`, not ">Did".
+    whole = fixed_strings() if whole is None else tuple(whole)
+    if whole:
+        cut = re.compile("|".join(re.escape(s) for s in sorted(whole, key=len, reverse=True)))
+        texts = (piece for text in texts for piece in cut.split(text) if piece)
+    tok.train_from_iterator(texts, trainer)
+    tok.add_tokens([AddedToken(s, normalized=False) for s in whole])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

@@ -391,6 +391,29 @@ def render_analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
     return f"Pareto frontier: {pts}.{why} Highest welfare by the {rule.kind} rule: {best}. Chosen: {best}."
 
 
+def fixed_strings() -> tuple[str, ...]:
+    """The text every compact-style prompt and rendered completion repeats: the compact system prompt and instruction
+    (one per welfare rule), the eight tags, each cell's key and the separators as `render_payoff` writes them, the
+    cells and the phrases of `render_analyze`.
+
+    A tokenizer trained here holds each as one token (`gtalign.modeling.train_tokenizer`): a row of the tiny
+    preset's demonstrations is then 224 tokens instead of 399 (a completion 153 instead of 236), so SFT, RL rollouts,
+    evaluation and steering do the same work with 44% fewer tokens. Only the tokenizer changes how the format is cut;
+    the text, and so every reader and the reward, is the same.
+    """
+    rules = tuple(_COMPACT_WELFARE)
+    prompts = [COMPACT_SYSTEM, *(render_user_message("", style="compact", rule=WelfareRule(k)) for k in rules)]
+    tags = [f"<{t}>" for t in TAGS] + [f"</{t}>" for t in TAGS]
+    payoff = [f'"{c}": {{"LLM": ' for c in CELLS] + [', "user": ', "}, ", "}}"]
+    analyze = [
+        "Pareto frontier: ",
+        " are dominated.",
+        " Chosen: ",
+        *(f" Highest welfare by the {k} rule: " for k in rules),
+    ]
+    return (*prompts, *tags, *payoff, *CELLS, *analyze)
+
+
 def render_through_analyze(matrix: PayoffMatrix, analyze: str) -> str:
     """The completion from the payoff's JSON through the opening `<response>` tag, laid out as `render_completion`
     lays it out (it is built from this): the text the steering decoder splices when the solver writes `<analyze>`."""

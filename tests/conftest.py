@@ -118,11 +118,13 @@ def tiny(tiny_curated: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def tok() -> Any:
-    """A byte-level BPE trained on protocol-like text (tests/steering_support.py), for the scripted model's tests."""
+def tok(request: pytest.FixtureRequest) -> Any:
+    """A byte-level BPE trained on protocol-like text (tests/steering_support.py), for the scripted model's tests;
+    `@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)` runs a test with both ways of cutting the
+    format (the tiny tokenizer's whole tags, and tags glued to their neighbours as a Qwen tokenizer has them)."""
     from steering_support import make_tokenizer  # local: torch, only for the tests that use it
 
-    return make_tokenizer()
+    return make_tokenizer(glued=getattr(request, "param", "whole") == "glued")
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:

@@ -48,8 +48,9 @@ CQ_MATRIX = PayoffMatrix.from_dict(
 TEST_WORDS = {"DA": 10.0, "CQ": 50.0, "AQ": 60.0}
 
 
-def make_tokenizer(vocab_size: int = 1024) -> Any:
-    """A byte-level BPE with the project's settings, trained in about a second on protocol-like text."""
+def make_tokenizer(vocab_size: int = 1024, *, glued: bool = False) -> Any:
+    """A byte-level BPE with the project's settings, trained in about a second on protocol-like text; `glued`: without
+    the format's strings as whole tokens, so tags glue to their neighbours as in Qwen's tokenizer (splices heal)."""
     corpus = [
         COMPACT_SYSTEM,
         render_messages("What is 2 + 2?", style="compact")[1]["content"],
@@ -57,7 +58,7 @@ def make_tokenizer(vocab_size: int = 1024) -> Any:
         f"<thinking>Scripted.</thinking><payoff>{render_payoff(CQ_MATRIX)}</payoff><analyze>Chosen: DQ_CQ.</analyze>",
         "Please reply with \\boxed{1} or \\boxed{0}. I cannot decide.",
     ]
-    return train_tokenizer(corpus * 20, vocab_size=vocab_size, model_max_length=4096)
+    return train_tokenizer(corpus * 20, vocab_size=vocab_size, model_max_length=4096, whole=() if glued else None)
 
 
 class ScriptedLM(torch.nn.Module):

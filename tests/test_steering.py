@@ -174,6 +174,7 @@ def _prompts(*questions: str) -> list[list[dict[str, str]]]:
     return [render_messages(q, style="compact") for q in questions]
 
 
+@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)  # tags cut whole (tiny) or glued (Qwen): heals
 def test_steering_changes_the_action_as_the_edited_matrix_says(tok):
     lm = ScriptedLM(tok)
     steerer = Steerer(lm, tok)
@@ -192,6 +193,7 @@ def test_steering_changes_the_action_as_the_edited_matrix_says(tok):
         assert s.finish_reason == "stop" and p.steer_error is None and s.steer_error is None
 
 
+@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)  # tags cut whole (tiny) or glued (Qwen): heals
 def test_splice_keeps_one_prefill_and_the_cache_holds_exactly_the_final_text(tok):
     lm = ScriptedLM(tok)
     steerer = Steerer(lm, tok)
@@ -299,6 +301,7 @@ class _Forced(Steerer):
         return chosen
 
 
+@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)  # tags cut whole (tiny) or glued (Qwen): heals
 @pytest.mark.parametrize("batch_size", [2, 1])  # 2: rows of different lengths share the cache; 1: alone
 def test_masked_splice_matches_a_fresh_forward_of_the_visible_text(tok, qwen, batch_size):
     """After the splice the model's next-token logits equal those of a fresh forward over prompt + edited text, and

@@ -47,6 +47,7 @@ def prompt(question: str) -> list[dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------- scripted, exact
+@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)  # tags cut whole (tiny) or glued (Qwen): heals
 def test_the_solver_writes_the_analysis_of_the_edited_matrix_and_the_model_only_the_response(tok):
     lm = ScriptedLM(tok)
     steerer = Steerer(lm, tok)
@@ -252,6 +253,7 @@ class _Recording(Steerer):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("tok", ["whole", "glued"], indirect=True)  # tags cut whole (tiny) or glued (Qwen): heals
 @pytest.mark.parametrize("batch_size", [4, 1])  # 4: rows that never close share the cache; 1: alone
 def test_solver_rows_that_splice_and_rows_that_never_close_all_end_on_a_real_model(tok, trained, batch_size):
     model, completions = trained

@@ -228,6 +228,7 @@ class Steerer:
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self._close_window = max(len(PAYOFF_CLOSE), 16)
         self._vocab: dict[str, list[tuple[int, str]]] | None = None  # first char -> (id, text), for healing
+        self._whole = tuple(tokenizer.get_added_vocab())  # texts the tokenizer cuts out before pre-tokenizing
 
     # -------------------------------------------------------------------------------------------------- public
     def prompt_ids(self, prompt: str | Sequence[Mapping[str, str]]) -> list[int]:
@@ -454,7 +455,7 @@ class Steerer:
             # The solver's text, laid out as in training, fed up to "<response"; the final ">" is healed: the
             # pre-tokenizer glues it to the response's first letters (">The"), so the model spells it.
             replacement = text[kept_len:content_start] + render_through_analyze(edited, analysis)
-            heal_from = _closing_run_start(replacement, len(replacement))
+            heal_from = self._heal_from(replacement, len(replacement))
             row.solver_analyze = True
         else:
             lead = content[: len(content) - len(content.lstrip())]
@@ -464,7 +465,7 @@ class Steerer:
             # constrained to it, so that the tokens across the splice's end are ones it would choose (a standalone
             # tokenization of "...}}</payoff>" ends in tokens the model never saw before "<analyze>", and an SFT
             # model may stop there).
-            heal_from = _closing_run_start(replacement, len(replacement) - len(PAYOFF_CLOSE))
+            heal_from = self._heal_from(replacement, len(replacement) - len(PAYOFF_CLOSE))
         new_ids = list(self.tokenizer(replacement[:heal_from], add_special_tokens=False)["input_ids"])
         mask[row.index, row.cols[keep:]] = 0  # the model's own payoff tokens stay in the cache but are never attended
         row.cols = row.cols[:keep]
@@ -475,6 +476,13 @@ class Steerer:
         row.spliced = True
         if len(row.gen) > row.req.max_new_tokens:  # the splice ran past the budget (a solver's analysis is long):
             row.gen, row.heal = row.gen[: row.req.max_new_tokens], ""  # the answer ends there, `length`
+
+    def _heal_from(self, replacement: str, run_end: int) -> int:
+        """Where the token-healed tail of a splice starts: the punctuation run ending at `run_end`, or nowhere (the
+        whole replacement is fed) when it ends in one of the tokenizer's added tokens: those are cut out before
+        pre-tokenizing, so nothing that follows is glued to them and the standalone tokens are the model's own (the
+        tiny tokenizer holds `</payoff>` and `<response>` whole: `gtalign.protocol.fixed_strings`)."""
+        return len(replacement) if replacement.endswith(self._whole) else _closing_run_start(replacement, run_end)
 
     def _optimum(self, matrix: PayoffMatrix) -> str | None:
         try:
