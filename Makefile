@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS)
 
-.PHONY: install demo paper steered repro ui test test-fast lint format bench data clean
+.PHONY: install demo paper repro ui test test-fast lint format bench data clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,9 +33,6 @@ demo: $(STAMP)
 
 paper: $(STAMP)
 	$(BIN)/gtalign demo --preset configs/presets/paper.yaml
-
-steered: $(STAMP)
-	$(BIN)/gtalign demo --preset configs/presets/steered.yaml
 
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro

@@ -13,7 +13,6 @@ REPO = Path(__file__).parents[1]
 PRESETS = [
     [],
     ["configs/presets/paper.yaml"],
-    ["configs/presets/steered.yaml"],
     ["configs/train/qwen2.5-3b.yaml"],
     ["configs/train/qwen2.5-3b.yaml", "configs/train/qwen2.5-3b-vllm-server.yaml"],
 ]
@@ -47,15 +46,13 @@ def test_the_repo_params_and_every_preset_parse(presets):
     assert isinstance(params, Params) and params.rl.args["max_steps"] >= 1 and params.sft.args["max_steps"] != 0
 
 
-def test_the_steered_preset_is_the_demo_with_steered_copies_and_three_times_the_sft_steps():
+def test_the_demo_serves_with_the_steering_its_report_measures():
+    """The registered champion carries `steering:` to every server; the report's steering section measures it at
+    `steering.eval.prices` in both analyze modes. They must be the same price, and the solver must be one of the
+    measured modes, or the served behaviour is not the reported one."""
     demo = load_typed_params(REPO / "params.yaml")
-    steered = load_typed_params(REPO / "params.yaml", [REPO / "configs/presets/steered.yaml"])
-    d = steered.demonstrations
-    assert (d.steered, d.counterfactual_loss, d.min_frontier) == (True, "response", 1)
-    assert steered.sft.args["max_steps"] == 3 * demo.sft.args["max_steps"]
-    assert steered.steering.analyze == "solver"
-    assert [steered.steering.price_per_100_words] == demo.steering.eval.prices  # serves at the evaluated price
-    assert steered.rl == demo.rl and steered.steering.eval == demo.steering.eval
+    assert [demo.steering.price_per_100_words] == demo.steering.eval.prices
+    assert demo.steering.analyze in demo.steering.eval.analyze_modes
 
 
 @pytest.mark.parametrize("case", list(MISSPELT), ids=str)
@@ -156,7 +153,7 @@ def test_params_yaml_reaches_trl_with_the_values_it_had_before_args(monkeypatch,
         "run_name": "sft",
         "report_to": "none",
         **CPU_DEFAULTS,
-        "max_steps": 160,
+        "max_steps": 320,  # 160 until the demo trained the steered recipe
         "num_train_epochs": 1.0,
         "per_device_train_batch_size": 8,
         "gradient_accumulation_steps": 1,
