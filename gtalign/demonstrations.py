@@ -23,8 +23,8 @@ The paper warm-starts with teacher answers, best of nine by social welfare (pape
   matrix edited by a steering cost edit that moves its optimum (a hedge's, which the user's per-word cost makes not
   worth its extra words), the solver's analysis of the edited matrix and a response doing its optimum's action. In
   the one-row recipe a prompt's response could follow the prompt alone; the steered copy is the only thing that
-  teaches it to read the analysis, which is what a steered answer must do (issue 13; the tiny model learns it with
-  three times the demo's SFT steps, `make steered`: docs/sft_on_the_tiny_model.md).
+  teaches it to read the analysis, which is what a steered answer must do (issue 13; the tiny model learns it in
+  320 SFT steps, not in 160: docs/sft_on_the_tiny_model.md).
 
 Every demonstration passes the strict parser (`check_strict`) or `demonstrate` raises: a teacher bug must never
 become training data.
