@@ -18,7 +18,9 @@ token right-aligned behind mask-0 pads, so every row's last position is real; si
 that has spliced waits up to `splice_wait` steps for the other rows still writing their payoff, and one step feeds
 all the replacements. The closing run (`}}</payoff>`) is not fed as text but *token-healed*: the model spells it
 itself, constrained to it, so the tokens across the end of the splice are ones it would have chosen (a standalone
-tokenization can end in a token the model never saw before `<analyze>`; an SFT model then stops). A matrix the
+tokenization can end in a token the model never saw before `<analyze>`; an SFT model then stops). A replacement
+that ends in one of the tokenizer's added tokens (the tiny tokenizer holds `</payoff>` and `<response>` whole) is fed
+whole instead: nothing after an added token is glued to it, so there is nothing to heal. A matrix the
 transform leaves unchanged is not spliced at all (the model's own tokens stay), so an identity transform reproduces
 plain greedy generation token for token (tested against `model.generate`).
 
