@@ -117,7 +117,7 @@ def test_sft_lifts_strict_format_validity_on_the_test_prompts(demo_run):
 
 def test_gtalign_rl_welfare_against_the_sft_model(demo_run):
     """The issue's target is GTAlign welfare > SFT welfare. On this 4M-parameter model the difference moves with the
-    RL seed (`make paper`, 2026-12-06: +0.034, -0.003, +0.030, significant on 2 of 3; with the former recipe on none;
+    RL seed (`make paper`, 2026-12-06: +0.034, -0.003, +0.030, significant on 2 of 3; the hedge-only recipe: on none;
     docs/rl_on_the_tiny_model.md), and another machine's float order is another trajectory, so this asserts
     only what holds on any machine: RL's dev gain is measured against SFT on the same dev prompts (and printed), it
     costs no welfare beyond noise on the test prompts (the paired interval's upper end is above 0), and
