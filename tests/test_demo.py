@@ -255,7 +255,10 @@ def test_serve_the_champion_and_call_it_in_both_pricing_modes(demo_run):
                 .message.gtalign
                 for p in ("subscription", "api")
             )
-            assert native["pricing"] == "subscription" and not native["steered"]
+            # no pricing edit under subscription: spliced only where the solver writes the analysis
+            assert native["pricing"] == "subscription" and native["steered"] == native["solver_analyze"]
+            if native["original_payoff"] is not None:
+                assert native["payoff"] == native["original_payoff"]
             if api["original_payoff"] is None:  # the policy wrote no readable matrix: nothing to steer, and it says so
                 assert not api["steered"]
                 continue

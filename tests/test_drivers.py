@@ -53,7 +53,10 @@ def test_dvc_repro_then_exp_run_with_a_changed_param(project: Path):
     after = json.loads((project / "artifacts" / "metrics" / "curate.json").read_text())
     assert after["rows_train"] == 3 * 9
     demos = json.loads((project / "artifacts" / "metrics" / "demonstrations.json").read_text())
-    assert demos["count"] == 3 * 9
+    with (project / "artifacts" / "demonstrations" / "demonstrations.jsonl").open() as f:
+        uids = [json.loads(line)["uid"] for line in f]
+    assert demos["count"] == len(uids)  # one label row per train row, plus the steered copies of the hedges
+    assert len([u for u in uids if not u.endswith(":steered")]) == 3 * 9
 
 
 def test_mlflow_records_every_stage_run_with_params_and_tags(project: Path):

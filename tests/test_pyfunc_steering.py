@@ -263,11 +263,11 @@ def overfit_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.train()
     for _ in range(500):
         out = model(input_ids=ids, labels=labels)
+        if out.logits[0, len(prompt) - 1 : -1].argmax(-1).tolist() == answer:
+            break  # these weights say it greedily (checked before a step, not after one that may undo it)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        if out.logits[0, len(prompt) - 1 : -1].argmax(-1).tolist() == answer:
-            break
     else:
         raise AssertionError(f"the small model did not learn the answer (loss {out.loss.item():.3f})")
     model.eval()
