@@ -83,6 +83,7 @@ def steer_request(
 def answer_fields(out: SteerOutput, pricing: str | None, steering: SteeringConfig) -> dict[str, Any]:
     """What the answer did, as plain JSON-able values (the `gtalign` object of `gtalign serve`).
 
+    `steered` says whether the text was spliced (an edited matrix, or the solver's analysis even with no edit),
     `payoff` is the matrix in the final text (the edited one when the answer was steered), `original_payoff` the one
     the model wrote, `optimal_cell` the optimum of `payoff` under `steering.rule`, `chosen_cell` the cell `<analyze>`
     names, `action` what `<response>` does (DA/CQ/AQ), `analyze` who was asked to write `<analyze>` and
