@@ -376,6 +376,13 @@ def render_payoff(matrix: PayoffMatrix) -> str:
     )
 
 
+_FRONTIER, _DOMINATED, _CHOSEN = "Pareto frontier: ", " are dominated.", " Chosen: "  # render_analyze's phrases
+
+
+def _highest(kind: str) -> str:
+    return f" Highest welfare by the {kind} rule: "
+
+
 def render_analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
     """The `<analyze>` text the solver writes: the Pareto frontier, the dominated cells, the optimum under `rule`.
 
@@ -387,8 +394,8 @@ def render_analyze(matrix: PayoffMatrix, rule: WelfareRule) -> str:
     best = optimal_cell(matrix, rule)
     dominated = [c for c in CELLS if c not in frontier]
     pts = ", ".join(f"{c} ({matrix[c].llm:.1f}, {matrix[c].user:.1f})" for c in frontier)
-    why = f" {', '.join(dominated)} are dominated." if dominated else ""
-    return f"Pareto frontier: {pts}.{why} Highest welfare by the {rule.kind} rule: {best}. Chosen: {best}."
+    why = f" {', '.join(dominated)}{_DOMINATED}" if dominated else ""
+    return f"{_FRONTIER}{pts}.{why}{_highest(rule.kind)}{best}.{_CHOSEN}{best}."
 
 
 def fixed_strings() -> tuple[str, ...]:
@@ -405,12 +412,7 @@ def fixed_strings() -> tuple[str, ...]:
     prompts = [COMPACT_SYSTEM, *(render_user_message("", style="compact", rule=WelfareRule(k)) for k in rules)]
     tags = [f"<{t}>" for t in TAGS] + [f"</{t}>" for t in TAGS]
     payoff = [f'"{c}": {{"LLM": ' for c in CELLS] + [', "user": ', "}, ", "}}"]
-    analyze = [
-        "Pareto frontier: ",
-        " are dominated.",
-        " Chosen: ",
-        *(f" Highest welfare by the {k} rule: " for k in rules),
-    ]
+    analyze = [_FRONTIER, _DOMINATED, _CHOSEN, *map(_highest, rules)]
     return (*prompts, *tags, *payoff, *CELLS, *analyze)
 
 
